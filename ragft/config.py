@@ -1,0 +1,270 @@
+"""TOML configuration -> validated settings -> wired objects.
+
+This is the only module that reads the environment (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
+``RAGFT_HOME``). Everything below receives its parts explicitly.
+
+A config file looks like ``examples/configs/rag.toml``; every table is optional and every key
+is validated (``extra="forbid"``), so a typo fails with the key's name instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragft.errors import ConfigError
+
+__all__ = [
+    "BackendConfig",
+    "BudgetConfig",
+    "CascadeConfig",
+    "IndexConfig",
+    "ModelsConfig",
+    "PricesConfig",
+    "RagftConfig",
+    "RetrievalConfig",
+    "RouterConfig",
+    "StrategyConfig",
+    "load_config",
+]
+
+LOCAL_CHAT = "local/extractive-reader"
+LOCAL_EMBEDDING = "local/all-MiniLM-L6-v2-int8"
+OPENAI_CHAT = "gpt-4.1-mini"
+OPENAI_EMBEDDING = "text-embedding-3-small"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendConfig(_Strict):
+    """Which backend serves models. ``auto``: OpenAI when an API key or base URL is
+    configured, otherwise the offline local backend."""
+
+    provider: Literal["auto", "local", "openai"] = "auto"
+    api_key_env: str = "OPENAI_API_KEY"
+    base_url: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+class ModelsConfig(_Strict):
+    """Model ids. Empty means the backend's default. ``registry:NAME`` resolves to the
+    promoted version of NAME in the model registry."""
+
+    chat: str = ""
+    embedding: str = ""
+    finetuned: str = "registry:generator"
+    rewriter: str = "registry:rewriter"
+    router: str = "registry:router"
+    reranker: str = ""
+
+
+class IndexConfig(_Strict):
+    """Where the corpus is and how it is chunked and indexed."""
+
+    corpus: str = "corpus/docs"
+    path: str = "index"
+    chunk_tokens: int = Field(300, ge=32, le=8000)
+    chunk_overlap: int = Field(50, ge=0)
+    kind: Literal["auto", "flat", "hnsw"] = "auto"
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_smaller(cls, v: int, info: Any) -> int:
+        size = info.data.get("chunk_tokens", 300)
+        if v >= size:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({size})")
+        return v
+
+
+class RetrievalConfig(_Strict):
+    """How passages are found."""
+
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    top_k: int = Field(5, ge=1, le=100)
+    candidates: int = Field(30, ge=1, le=1000)
+    min_score: float = Field(0.0, ge=0.0)
+    rerank: Literal["none", "embedding", "llm"] = "none"
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    context_tokens: int = Field(2000, ge=100)
+
+
+class CascadeConfig(_Strict):
+    """Cascade thresholds."""
+
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class RouterConfig(_Strict):
+    """Router classifier and the strategy per class."""
+
+    classifier: Literal["trained", "rules", "llm"] = "trained"
+    default_route: str = "rag"
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    routes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "factual": "rag",
+            "procedural": "finetuned",
+            "creative": "base",
+            "out_of_scope": "refuse",
+        }
+    )
+
+
+class StrategyConfig(_Strict):
+    """Which strategy answers, plus per-strategy settings."""
+
+    name: str = "rag"
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    max_tokens: int = Field(400, ge=1)
+    cascade: CascadeConfig = CascadeConfig()
+    router: RouterConfig = RouterConfig()
+
+
+class BudgetConfig(_Strict):
+    """Spending limits (USD); unset means unlimited."""
+
+    total_usd: float | None = Field(None, ge=0)
+    per_query_usd: float | None = Field(None, ge=0)
+
+
+class PricesConfig(_Strict):
+    """Price-table overrides: extra models, explicitly unpriced ids, free prefixes."""
+
+    file: str | None = None
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    unpriced: list[str] = Field(default_factory=list)
+    free_prefixes: list[str] = Field(default_factory=list)
+
+
+class RagftConfig(_Strict):
+    """The whole configuration. ``home`` holds index, ledger, registry and caches."""
+
+    home: str = ".ragft"
+    backend: BackendConfig = BackendConfig()
+    models: ModelsConfig = ModelsConfig()
+    index: IndexConfig = IndexConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    budget: BudgetConfig = BudgetConfig()
+    prices: PricesConfig = PricesConfig()
+    #: Directory relative paths are resolved against (the config file's folder, or cwd).
+    base_dir: str = "."
+    #: Environment snapshot taken at load time; tests pass their own.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    # -- resolved settings ------------------------------------------------------------------
+    def path(self, value: str) -> Path:
+        """``value`` resolved against :attr:`base_dir` (absolute paths stay as they are)."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def home_path(self) -> Path:
+        """The state directory (``RAGFT_HOME`` overrides ``home``)."""
+        return self.path(self.env.get("RAGFT_HOME") or self.home)
+
+    @property
+    def index_path(self) -> Path:
+        """Directory of the persisted index."""
+        p = Path(self.index.path)
+        return p if p.is_absolute() else self.home_path / p
+
+    @property
+    def corpus_path(self) -> Path:
+        """Directory of documents to index."""
+        return self.path(self.index.corpus)
+
+    @property
+    def api_key(self) -> str | None:
+        """The OpenAI API key from the configured environment variable, if set."""
+        return self.env.get(self.backend.api_key_env) or None
+
+    @property
+    def base_url(self) -> str | None:
+        """OpenAI-compatible base URL from the config or ``OPENAI_BASE_URL``."""
+        return self.backend.base_url or self.env.get("OPENAI_BASE_URL") or None
+
+    @property
+    def provider(self) -> Literal["local", "openai"]:
+        """The backend in effect after resolving ``auto``."""
+        if self.backend.provider == "auto":
+            return "openai" if (self.api_key or self.base_url) else "local"
+        return self.backend.provider
+
+    @property
+    def chat_model(self) -> str:
+        """Base chat model id in effect."""
+        return self.models.chat or (LOCAL_CHAT if self.provider == "local" else OPENAI_CHAT)
+
+    @property
+    def embedding_model(self) -> str:
+        """Embedding model id in effect."""
+        return self.models.embedding or (
+            LOCAL_EMBEDDING if self.provider == "local" else OPENAI_EMBEDDING
+        )
+
+    def with_overrides(self, **changes: Any) -> RagftConfig:
+        """A copy with top-level or dotted (``"strategy.name"``) fields replaced, validated."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            target = data
+            keys = dotted.replace("__", ".").split(".")
+            for key in keys[:-1]:
+                target = target[key]
+            target[keys[-1]] = value
+        return _validate(data, origin="overrides")
+
+
+def _validate(data: Mapping[str, Any], origin: str) -> RagftConfig:
+    try:
+        return RagftConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"invalid config {origin}:\n" + "\n".join(lines)) from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RagftConfig:
+    """Read and validate a TOML config (or defaults when ``path`` is None).
+
+    ``env`` defaults to ``os.environ``; relative paths resolve against the config file's
+    directory (cwd without a file). ``overrides`` are dotted keys, e.g.
+    ``{"strategy.name": "cascade"}``.
+    """
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    origin = "(defaults)"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        try:
+            data = tomllib.loads(p.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        base = p.resolve().parent
+        if "base_dir" in data:
+            base = (base / data.pop("base_dir")).resolve()
+    data["base_dir"] = str(base)
+    data["env"] = dict(os.environ if env is None else env)
+    cfg = _validate(data, origin)
+    if overrides:
+        cfg = cfg.with_overrides(**overrides)
+    return cfg

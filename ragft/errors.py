@@ -1,0 +1,160 @@
+"""Every error ragft raises, under one root.
+
+Catch :class:`RagftError` to handle anything ragft reports; catch a subclass to handle one
+kind of failure. Where callers naturally expect a built-in (``ValueError`` for bad input,
+``KeyError`` for a missing name) the class derives from that too.
+
+Tree::
+
+    RagftError
+    ├── ConfigError (ValueError)            a config file or option is wrong
+    ├── ModelError                          a model call failed
+    │   ├── AuthenticationError             missing/invalid API key
+    │   ├── RateLimitError                  429 after the SDK's retries
+    │   ├── ModelNotFoundError (KeyError)   unknown or retired model id
+    │   ├── ModelTimeoutError (TimeoutError)
+    │   ├── ModelUnavailableError           5xx / connection failure after retries
+    │   └── ModelResponseError              malformed or unusable response payload
+    ├── PricingError
+    │   └── UnpricedModelError (KeyError)   model missing from the price table
+    ├── BudgetExceededError                 a call would exceed a configured budget
+    ├── IndexStoreError                     index missing, corrupt or mismatched
+    ├── DocumentError (ValueError)          a document could not be loaded
+    ├── TrainingDataError (ValueError)      training JSONL failed validation
+    ├── FineTuneError                       fine-tuning job problems
+    │   ├── TrainingNotAvailableError       provider refuses fine-tuning (e.g. OpenAI 403)
+    │   ├── ModelRetiredError               base model past its shutdown date
+    │   └── JobFailedError                  the job ended failed/cancelled
+    ├── RegistryError (KeyError)            unknown model name/version, gate failures
+    └── EvaluationError (ValueError)        bad question set or results file
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ConfigError",
+    "DocumentError",
+    "EvaluationError",
+    "FineTuneError",
+    "IndexStoreError",
+    "JobFailedError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelResponseError",
+    "ModelRetiredError",
+    "ModelTimeoutError",
+    "ModelUnavailableError",
+    "PricingError",
+    "RagftError",
+    "RateLimitError",
+    "RegistryError",
+    "TrainingDataError",
+    "TrainingNotAvailableError",
+    "UnpricedModelError",
+]
+
+
+class RagftError(Exception):
+    """Root of every error raised by ragft."""
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class ConfigError(RagftError, ValueError):
+    """A configuration file or option is invalid; the message names the key and the fix."""
+
+
+class ModelError(RagftError):
+    """A model call (chat, embedding, rerank) failed."""
+
+    def __init__(self, message: str, *, model: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.model = model
+        self.status_code = status_code
+
+
+class AuthenticationError(ModelError):
+    """The API key is missing or was rejected."""
+
+
+class RateLimitError(ModelError):
+    """The provider kept answering 429 after the client's retries."""
+
+
+class ModelNotFoundError(ModelError, KeyError):
+    """The model id is unknown to the provider or to ragft."""
+
+
+class ModelTimeoutError(ModelError, TimeoutError):
+    """The request timed out after the client's retries."""
+
+
+class ModelUnavailableError(ModelError):
+    """The provider failed (5xx) or could not be reached after retries."""
+
+
+class ModelResponseError(ModelError):
+    """The response was malformed or unusable (no choices, no embedding, bad JSON)."""
+
+
+class PricingError(RagftError):
+    """Cost could not be computed."""
+
+
+class UnpricedModelError(PricingError, KeyError):
+    """The model is not in the price table; add it or mark it explicitly unpriced."""
+
+
+class BudgetExceededError(RagftError):
+    """A call was refused because it would take spending past a configured budget."""
+
+    def __init__(self, message: str, *, limit_usd: float, spent_usd: float, estimate_usd: float):
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.estimate_usd = estimate_usd
+
+
+class IndexStoreError(RagftError):
+    """The vector index on disk is missing, corrupt, or built with a different embedder."""
+
+
+class DocumentError(RagftError, ValueError):
+    """A document could not be read or parsed."""
+
+
+class TrainingDataError(RagftError, ValueError):
+    """Training data failed validation. ``problems`` lists every finding with its line number."""
+
+    def __init__(self, message: str, problems: Sequence[object] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class FineTuneError(RagftError):
+    """A fine-tuning operation failed."""
+
+
+class TrainingNotAvailableError(FineTuneError):
+    """The provider refuses to start fine-tuning jobs for this account or model."""
+
+
+class ModelRetiredError(FineTuneError):
+    """The requested base model is past its announced shutdown date."""
+
+
+class JobFailedError(FineTuneError):
+    """A fine-tuning job reached a failed or cancelled state."""
+
+
+class RegistryError(RagftError, KeyError):
+    """Unknown model name or version in the registry, or a refused promotion."""
+
+
+class EvaluationError(RagftError, ValueError):
+    """The question set, strategies list or results file for an evaluation is invalid."""

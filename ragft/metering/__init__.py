@@ -1,0 +1,1 @@
+"""Token counting, prices and the meter that records every model call."""

@@ -1,0 +1,411 @@
+"""The :class:`Meter`: every model call is recorded, priced, rolled up and checked against budgets.
+
+Models know nothing of metering. :meth:`Meter.chat_model` and :meth:`Meter.embedder` wrap any
+:class:`~ragft.models.base.ChatModel` / :class:`~ragft.models.base.Embedder` so each call is
+timed, priced from the :class:`~ragft.metering.prices.PriceTable`, appended to the optional
+:class:`Ledger`, and collected by whatever :meth:`Meter.collect` scopes are active (that is how
+a strategy gets the exact calls behind one :class:`~ragft.answer.Answer`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragft.answer import CallRecord, Usage
+from ragft.errors import BudgetExceededError, ConfigError
+from ragft.metering.prices import PriceTable
+from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.models.base import (
+    ChatModel,
+    ChatStream,
+    Completion,
+    Embedder,
+    Embeddings,
+    EmbedKind,
+    Message,
+)
+
+__all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredEmbedder", "RollUp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Spending limits in USD. ``total_usd`` caps the meter's whole life (a run);
+    ``per_query_usd`` caps the calls inside one :meth:`Meter.collect` scope tagged ``query``."""
+
+    total_usd: float | None = None
+    per_query_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("total_usd", "per_query_usd"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"budget {name} must be >= 0, got {value}")
+
+
+@dataclass
+class RollUp:
+    """Totals over a group of calls."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    embedding_tokens: int = 0
+    training_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    estimated_calls: int = 0
+    latency_s: float = 0.0
+
+    def add(self, record: CallRecord) -> None:
+        """Fold one record into the totals."""
+        u = record.usage
+        self.calls += 1
+        self.input_tokens += u.input_tokens
+        self.cached_input_tokens += u.cached_input_tokens
+        self.output_tokens += u.output_tokens
+        self.embedding_tokens += u.embedding_tokens
+        self.training_tokens += u.training_tokens
+        self.latency_s += record.latency_s
+        if record.cost_usd is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += record.cost_usd
+        if u.source == "estimated":
+            self.estimated_calls += 1
+
+    @classmethod
+    def of(cls, records: Iterable[CallRecord]) -> RollUp:
+        """Totals of ``records``."""
+        roll = cls()
+        for record in records:
+            roll.add(record)
+        return roll
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+class Ledger:
+    """Append-only JSONL file of :class:`CallRecord` lines.
+
+    Each record is written with one ``write`` of a whole line and flushed, so a crash loses at
+    most the line being written; :meth:`read` skips a torn final line instead of failing.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def append(self, record: CallRecord) -> None:
+        """Append one record durably."""
+        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def read(self) -> list[CallRecord]:
+        """All complete records; a torn last line (crash mid-write) is ignored."""
+        if not self.path.exists():
+            return []
+        records: list[CallRecord] = []
+        lines = self.path.read_text("utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(CallRecord.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                if number == len(lines):
+                    break  # torn tail from an interrupted write
+                raise ConfigError(f"ledger {self.path} line {number} is corrupt: {exc}") from exc
+        return records
+
+
+@dataclass
+class Collector:
+    """Records gathered inside one :meth:`Meter.collect` scope."""
+
+    tags: dict[str, str]
+    records: list[CallRecord] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> float:
+        """Cost of the priced records so far."""
+        return sum(r.cost_usd for r in self.records if r.cost_usd is not None)
+
+
+_active: contextvars.ContextVar[tuple[Collector, ...]] = contextvars.ContextVar(
+    "ragft_meter_collectors", default=()
+)
+
+
+class Meter:
+    """Records, prices and rolls up model calls; refuses calls that would break a budget.
+
+    One meter usually spans one run (an ``ask``, an evaluation). Thread-safe: concurrent
+    ``answer_many`` calls each collect their own records through context variables.
+    """
+
+    def __init__(
+        self,
+        prices: PriceTable | None = None,
+        *,
+        ledger: Ledger | None = None,
+        budget: Budget | None = None,
+        tags: Mapping[str, str] | None = None,
+    ):
+        self.prices = prices if prices is not None else PriceTable.load()
+        self.ledger = ledger
+        self.budget = budget or Budget()
+        self.tags = dict(tags or {})
+        self._records: list[CallRecord] = []
+        self._lock = threading.Lock()
+
+    # -- recording ---------------------------------------------------------------------
+    @property
+    def records(self) -> list[CallRecord]:
+        """Every record this meter has made, in order."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def spent_usd(self) -> float:
+        """Total priced cost recorded so far."""
+        return RollUp.of(self.records).cost_usd
+
+    def record(self, usage: Usage, *, latency_s: float, purpose: str = "") -> CallRecord:
+        """Price and store one call; every active :meth:`collect` scope receives it."""
+        self.prices.warn_if_retired(usage.model)
+        tags = dict(self.tags)
+        for collector in _active.get():
+            tags.update(collector.tags)
+        record = CallRecord(
+            usage=usage,
+            cost_usd=self.prices.cost(usage),
+            latency_s=latency_s,
+            purpose=purpose,
+            tags=tags,
+        )
+        with self._lock:
+            self._records.append(record)
+        for collector in _active.get():
+            collector.records.append(record)
+        if self.ledger is not None:
+            self.ledger.append(record)
+        return record
+
+    @contextlib.contextmanager
+    def collect(self, **tags: str) -> Iterator[Collector]:
+        """Collect the records made inside the block (nested scopes each get them all) and
+        tag them, e.g. ``with meter.collect(strategy="rag", query="q001") as calls: ...``."""
+        collector = Collector(tags={k: str(v) for k, v in tags.items()})
+        token = _active.set(_active.get() + (collector,))
+        try:
+            yield collector
+        finally:
+            _active.reset(token)
+
+    # -- budgets -------------------------------------------------------------------------
+    def check_budget(self, estimate: Usage) -> None:
+        """Raise :class:`BudgetExceededError` if a call estimated at ``estimate`` would take
+        the run or the current query past its limit. Free and unpriced models always pass."""
+        if self.budget.total_usd is None and self.budget.per_query_usd is None:
+            return
+        est = self.prices.cost(estimate) or 0.0
+        if est == 0.0:
+            return
+        spent = self.spent_usd
+        limit = self.budget.total_usd
+        if limit is not None and spent + est > limit:
+            raise BudgetExceededError(
+                f"budget exceeded: this {estimate.model} call would cost about ${est:.6f}, "
+                f"${spent:.6f} of the ${limit:.6f} run budget is spent. Raise [budget] total_usd "
+                f"in the config or use a cheaper model.",
+                limit_usd=limit,
+                spent_usd=spent,
+                estimate_usd=est,
+            )
+        per_query = self.budget.per_query_usd
+        scopes = [c for c in _active.get() if "query" in c.tags]
+        if per_query is not None and scopes:
+            q_spent = scopes[-1].cost_usd
+            if q_spent + est > per_query:
+                raise BudgetExceededError(
+                    f"per-query budget exceeded: this {estimate.model} call would cost about "
+                    f"${est:.6f} and ${q_spent:.6f} of the ${per_query:.6f} per-query budget is "
+                    f"spent. Raise [budget] per_query_usd or shorten the context (top_k).",
+                    limit_usd=per_query,
+                    spent_usd=q_spent,
+                    estimate_usd=est,
+                )
+
+    # -- roll-ups ------------------------------------------------------------------------
+    def rollup(self, by: str | None = None) -> dict[str, RollUp]:
+        """Totals overall (``by=None`` gives key ``"all"``) or grouped by a tag or ``model``."""
+        groups: dict[str, RollUp] = {}
+        for record in self.records:
+            if by is None:
+                key = "all"
+            elif by == "model":
+                key = record.usage.model
+            elif by == "purpose":
+                key = record.purpose or "-"
+            else:
+                key = record.tags.get(by, "-")
+            groups.setdefault(key, RollUp()).add(record)
+        return groups
+
+    # -- wrapping ------------------------------------------------------------------------
+    def chat_model(self, model: ChatModel) -> MeteredChatModel:
+        """Wrap ``model`` so every call is metered by this meter."""
+        if isinstance(model, MeteredChatModel):
+            if model.meter is self:
+                return model
+            model = model.inner
+        return MeteredChatModel(model, self)
+
+    def embedder(self, embedder: Embedder) -> MeteredEmbedder:
+        """Wrap ``embedder`` so every call is metered by this meter."""
+        if isinstance(embedder, MeteredEmbedder):
+            if embedder.meter is self:
+                return embedder
+            embedder = embedder.inner
+        return MeteredEmbedder(embedder, self)
+
+
+class MeteredChatModel:
+    """A :class:`ChatModel` that records each call on a :class:`Meter`.
+
+    ``purpose`` labels the call in roll-ups (``generate``, ``rewrite``, ``classify`` ...).
+    """
+
+    def __init__(self, inner: ChatModel, meter: Meter, purpose: str = "chat"):
+        self.inner = inner
+        self.meter = meter
+        self.purpose = purpose
+
+    @property
+    def name(self) -> str:
+        """The wrapped model's id."""
+        return self.inner.name
+
+    def with_purpose(self, purpose: str) -> MeteredChatModel:
+        """The same model and meter, labelling calls with ``purpose``."""
+        return MeteredChatModel(self.inner, self.meter, purpose)
+
+    def _estimate(self, messages: Sequence[Message], max_tokens: int | None) -> Usage:
+        return Usage(
+            model=self.name,
+            input_tokens=count_chat_tokens(messages, self.name),
+            output_tokens=max_tokens or 256,
+            source="estimated",
+        )
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+    ) -> Completion:
+        """Check the budget, call the model, record its reported usage."""
+        if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
+            self.meter.check_budget(self._estimate(messages, max_tokens))
+        start = time.perf_counter()
+        completion = self.inner.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+        )
+        self.meter.record(
+            completion.usage, latency_s=time.perf_counter() - start, purpose=self.purpose
+        )
+        return completion
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0
+    ) -> Iterator[str]:
+        """Stream deltas; the call is recorded when the stream ends (or is abandoned)."""
+        stream_fn = getattr(self.inner, "stream", None)
+        if stream_fn is None:
+            completion = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
+            yield completion.text
+            return
+        if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
+            self.meter.check_budget(self._estimate(messages, max_tokens))
+        start = time.perf_counter()
+        stream: ChatStream = stream_fn(messages, max_tokens=max_tokens, temperature=temperature)
+        pieces: list[str] = []
+        try:
+            for delta in stream:
+                pieces.append(delta)
+                yield delta
+        finally:
+            completion = stream.completion
+            usage = (
+                completion.usage
+                if completion is not None
+                else Usage(  # abandoned mid-stream: bill what we saw, marked as an estimate
+                    model=self.name,
+                    input_tokens=count_chat_tokens(messages, self.name),
+                    output_tokens=count_tokens("".join(pieces), self.name),
+                    source="estimated",
+                )
+            )
+            self.meter.record(usage, latency_s=time.perf_counter() - start, purpose=self.purpose)
+
+    def __getattr__(self, item: str) -> Any:
+        # Backend extras (acomplete, tokenizer hooks) stay reachable through the wrapper.
+        return getattr(self.inner, item)
+
+
+class MeteredEmbedder:
+    """An :class:`Embedder` that records each call on a :class:`Meter`."""
+
+    def __init__(self, inner: Embedder, meter: Meter, purpose: str = "embed"):
+        self.inner = inner
+        self.meter = meter
+        self.purpose = purpose
+
+    @property
+    def name(self) -> str:
+        """The wrapped embedder's id."""
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        """The wrapped embedder's vector size."""
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
+        """Check the budget, embed, record the reported usage."""
+        if self.meter.budget.total_usd is not None and texts:
+            est = sum(count_tokens(t, self.name) for t in texts)
+            self.meter.check_budget(
+                Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
+            )
+        start = time.perf_counter()
+        result = self.inner.embed(texts, kind=kind)
+        self.meter.record(
+            result.usage,
+            latency_s=time.perf_counter() - start,
+            purpose=f"{self.purpose}_{kind}",
+        )
+        return result
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.inner, item)

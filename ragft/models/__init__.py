@@ -1,0 +1,1 @@
+"""Model access behind small protocols: OpenAI SDK, the offline local backend."""

@@ -1,0 +1,149 @@
+"""The seams between ragft and any model: :class:`ChatModel` and :class:`Embedder`.
+
+Backends (OpenAI SDK, the offline local backend, fine-tuned local models) implement these
+protocols and report real token usage on every result. Nothing here knows about metering:
+:mod:`ragft.metering.meter` wraps any model to record its calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragft.answer import Usage
+
+__all__ = [
+    "ChatModel",
+    "ChatStream",
+    "Completion",
+    "Embedder",
+    "Embeddings",
+    "EmbedKind",
+    "Message",
+    "StreamingChatModel",
+    "confidence_from_logprobs",
+]
+
+#: An OpenAI-style chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``.
+Message = Mapping[str, str]
+EmbedKind = Literal["query", "document"]
+
+
+def confidence_from_logprobs(logprobs: Sequence[float]) -> float | None:
+    """Mean per-token probability of the generated answer, ``exp(mean(logprob))``.
+
+    The geometric mean is length-neutral: a long fluent answer is not penalised for its
+    length the way the joint probability would be. Returns ``None`` for an empty sequence.
+    """
+    if not logprobs:
+        return None
+    return float(math.exp(sum(logprobs) / len(logprobs)))
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The result of one chat call.
+
+    ``logprobs`` holds the sampled tokens' log-probabilities when they were requested and the
+    backend returns them. ``score`` is a backend's own confidence in ``[0, 1]`` (the local
+    models report one); :attr:`confidence` prefers it and otherwise derives one from logprobs.
+    """
+
+    text: str
+    usage: Usage
+    model: str
+    finish_reason: str = "stop"
+    logprobs: tuple[float, ...] | None = None
+    score: float | None = None
+    #: Chunk/document ids the backend itself cited, e.g. the local reader's chosen passages.
+    citations: tuple[str, ...] = ()
+
+    @property
+    def confidence(self) -> float | None:
+        """The backend's score, else ``exp(mean logprob)``, else ``None`` when unknown."""
+        if self.score is not None:
+            return self.score
+        if self.logprobs:
+            return confidence_from_logprobs(self.logprobs)
+        return None
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Anything that turns chat messages into a :class:`Completion` with usage."""
+
+    @property
+    def name(self) -> str:
+        """The model id used for pricing and logs (e.g. ``gpt-4.1-mini``, ``local/reader``)."""
+        ...
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+    ) -> Completion:
+        """Generate one reply to ``messages``."""
+        ...
+
+
+class ChatStream(Protocol):
+    """An iterator of text deltas; ``completion`` is set once the stream is exhausted."""
+
+    completion: Completion | None
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield text deltas as they arrive."""
+        ...
+
+
+@runtime_checkable
+class StreamingChatModel(ChatModel, Protocol):
+    """A chat model that can also stream its reply."""
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+    ) -> ChatStream:
+        """Stream one reply; usage is on ``stream.completion`` after iteration."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors for a batch of texts (rows in input order, float32) and the call's usage."""
+
+    vectors: np.ndarray
+    usage: Usage
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2:
+            raise ValueError(f"Embeddings.vectors must be 2-D, got shape {self.vectors.shape}")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that maps texts to fixed-size vectors, reporting the tokens it embedded."""
+
+    @property
+    def name(self) -> str:
+        """The model id used for pricing, caching and index compatibility checks."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of every vector this embedder returns."""
+        ...
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
+        """Embed ``texts``; ``kind`` lets asymmetric models prefix queries differently."""
+        ...

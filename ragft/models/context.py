@@ -1,0 +1,66 @@
+"""How retrieved passages are fenced inside a prompt, and read back out.
+
+Both sides live here, in the models layer, so the strategies that write the prompt and the
+local reader that answers from it agree on one format. Fencing keeps retrieved text from
+posing as instructions: passages sit inside ``<passage>`` tags, the system prompt says that
+everything inside them is data, and any fence-like markup inside a passage is neutralised so a
+document cannot close its own fence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Passage", "format_context", "parse_context", "split_question"]
+
+_FENCE = re.compile(r"</?\s*(context|passage)\b[^>]*>", re.IGNORECASE)
+_PASSAGE = re.compile(
+    r'<passage id="(?P<id>[^"]*)" source="(?P<source>[^"]*)">\n(?P<text>.*?)\n</passage>',
+    re.DOTALL,
+)
+_QUESTION_MARK = "\nQuestion: "
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One retrieved passage as placed in a prompt: ``id`` is the citation label."""
+
+    id: str
+    source: str
+    text: str
+
+
+def _neutralise(text: str) -> str:
+    # Replace the angle brackets of anything that looks like our fence so it reads as text.
+    return _FENCE.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
+
+
+def _attr(value: str) -> str:
+    return value.replace('"', "'").replace("\n", " ")
+
+
+def format_context(passages: Sequence[Passage], question: str) -> str:
+    """The user-message body: fenced passages, then the question."""
+    blocks = [
+        f'<passage id="{_attr(p.id)}" source="{_attr(p.source)}">\n{_neutralise(p.text)}\n</passage>'
+        for p in passages
+    ]
+    return "<context>\n" + "\n".join(blocks) + "\n</context>" + _QUESTION_MARK + question.strip()
+
+
+def parse_context(text: str) -> list[Passage]:
+    """Passages fenced by :func:`format_context` in ``text`` (empty when there are none)."""
+    start = text.find("<context>")
+    end = text.rfind("</context>")
+    if start < 0 or end < start:
+        return []
+    body = text[start:end]
+    return [Passage(m["id"], m["source"], m["text"]) for m in _PASSAGE.finditer(body)]
+
+
+def split_question(text: str) -> str:
+    """The question part of a user message built by :func:`format_context` (or all of it)."""
+    at = text.rfind(_QUESTION_MARK)
+    return text[at + len(_QUESTION_MARK) :].strip() if at >= 0 else text.strip()

@@ -1,0 +1,42 @@
+"""Small pure text helpers shared by the lexical parts (BM25, the local reader, metrics)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["STOPWORDS", "content_words", "normalize", "split_sentences", "words"]
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)]|#+)\s)")
+
+#: Function words that carry no topic; small on purpose so "not", "no" and numbers survive.
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have how i if in
+    into is it its me my of on or our should so than that the their them then there these they
+    this to was we were what when where which who whom why will with would you your about also
+    any up out over just may might must shall us""".split()
+)
+
+
+def normalize(text: str) -> str:
+    """Lower-case, strip accents and collapse whitespace (for matching, not display)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return " ".join(text.lower().split())
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens; keeps numbers, versions (4.5), codes (lum-4031) and $ amounts' digits."""
+    return _WORD.findall(normalize(text))
+
+
+def content_words(text: str) -> list[str]:
+    """:func:`words` without stopwords."""
+    return [w for w in words(text) if w not in STOPWORDS]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences; list items and blank-line paragraphs are their own units."""
+    parts = _SENTENCE_END.split(text)
+    return [p.strip() for p in parts if p and p.strip()]

@@ -1,0 +1,174 @@
+"""The meter records every call, rolls up exactly, persists a ledger and enforces budgets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from ragft.answer import Usage
+from ragft.errors import BudgetExceededError, ConfigError
+from ragft.metering.meter import Budget, Ledger, Meter, RollUp
+from ragft.models.base import Completion, Embeddings, Message
+
+
+class FixedChat:
+    """A tiny real ChatModel: replies with a fixed text and the usage it is given."""
+
+    def __init__(self, name: str, usage: dict[str, int], text: str = "ok"):
+        self._name = name
+        self.usage = usage
+        self.text = text
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def complete(self, messages: Sequence[Message], *, max_tokens=None, temperature=0.0, logprobs=False):
+        self.calls += 1
+        return Completion(text=self.text, usage=Usage(model=self._name, **self.usage), model=self._name)
+
+
+class CountingEmbedder:
+    name = "text-embedding-3-small"
+    dimension = 4
+
+    def embed(self, texts, *, kind="document"):
+        return Embeddings(
+            np.ones((len(texts), 4), dtype=np.float32),
+            Usage(model=self.name, kind="embedding", embedding_tokens=10 * len(texts)),
+        )
+
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def test_records_and_prices_each_call() -> None:
+    meter = Meter()
+    chat = meter.chat_model(FixedChat("gpt-4.1-mini", {"input_tokens": 1000, "cached_input_tokens": 500, "output_tokens": 100}))
+    chat.complete(MSGS)
+    (rec,) = meter.records
+    assert rec.cost_usd == pytest.approx((500 * 0.40 + 500 * 0.10 + 100 * 1.60) / 1e6)
+    assert rec.usage.source == "reported" and rec.latency_s >= 0
+
+
+def test_collect_scopes_tag_and_gather_exactly_their_calls() -> None:
+    meter = Meter(tags={"run": "r1"})
+    chat = meter.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 100, "output_tokens": 10}))
+    emb = meter.embedder(CountingEmbedder())
+    chat.complete(MSGS)  # outside any scope
+    with meter.collect(strategy="rag") as outer:
+        with meter.collect(query="q1") as inner:
+            emb.embed(["a", "b"], kind="query")
+            chat.complete(MSGS)
+        chat.complete(MSGS)
+    assert len(inner.records) == 2 and len(outer.records) == 3 and len(meter.records) == 4
+    assert inner.records[0].tags == {"run": "r1", "strategy": "rag", "query": "q1"}
+    assert inner.records[0].purpose == "embed_query"
+    by_strategy = meter.rollup("strategy")
+    assert by_strategy["rag"].calls == 3 and by_strategy["-"].calls == 1
+    total = meter.rollup()["all"]
+    assert total.cost_usd == pytest.approx(sum(r.cost_usd for r in meter.records))
+    assert total.embedding_tokens == 20
+
+
+def test_collectors_are_isolated_between_threads() -> None:
+    meter = Meter()
+    chat = meter.chat_model(FixedChat("local/x", {"input_tokens": 1}))
+    results: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        with meter.collect(query=str(i)) as c:
+            for _ in range(i + 1):
+                chat.complete(MSGS)
+        results[i] = len(c.records)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {0: 1, 1: 2, 2: 3, 3: 4}
+
+
+def test_budget_refuses_a_call_that_would_exceed_the_run_limit() -> None:
+    inner = FixedChat("gpt-4.1", {"input_tokens": 1000, "output_tokens": 1000})
+    meter = Meter(budget=Budget(total_usd=0.02))
+    chat = meter.chat_model(inner)
+    chat.complete(MSGS, max_tokens=1000)  # ~$0.01
+    chat.complete(MSGS, max_tokens=1000)  # spent 0.01 + estimate ~0.008 < 0.02: allowed
+    with pytest.raises(BudgetExceededError, match="run budget") as err:
+        chat.complete(MSGS, max_tokens=1000)  # spent 0.02 + estimate > 0.02: refused
+    assert inner.calls == 2  # the refused call never reached the model
+    assert err.value.limit_usd == 0.02 and err.value.spent_usd == pytest.approx(0.02)
+
+
+def test_per_query_budget() -> None:
+    meter = Meter(budget=Budget(per_query_usd=0.005))
+    chat = meter.chat_model(FixedChat("gpt-4.1", {"input_tokens": 1000, "output_tokens": 200}))
+    with meter.collect(query="q1"):
+        chat.complete(MSGS, max_tokens=200)  # 0.0036
+        with pytest.raises(BudgetExceededError, match="per-query"):
+            chat.complete(MSGS, max_tokens=200)
+    with meter.collect(query="q2"):
+        chat.complete(MSGS, max_tokens=200)  # a new query starts fresh
+
+
+def test_free_models_pass_any_budget() -> None:
+    meter = Meter(budget=Budget(total_usd=0.0))
+    meter.chat_model(FixedChat("local/reader", {"input_tokens": 10**6})).complete(MSGS)
+    assert len(meter.records) == 1
+
+
+def test_negative_budget_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        Budget(total_usd=-1)
+
+
+def test_ledger_round_trip_and_torn_tail(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    meter = Meter(ledger=ledger)
+    chat = meter.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 7, "output_tokens": 3}))
+    for _ in range(3):
+        chat.complete(MSGS)
+    with open(ledger.path, "a") as fh:
+        fh.write('{"usage": {"model": "gpt-4o')  # a crash mid-write
+    back = ledger.read()
+    assert [r.to_dict() for r in back] == [r.to_dict() for r in meter.records]
+    assert RollUp.of(back).cost_usd == pytest.approx(meter.spent_usd)
+
+
+def test_ledger_corruption_in_the_middle_is_reported(tmp_path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text('garbage\n{"usage": {"model": "m"}, "cost_usd": 0}\n')
+    with pytest.raises(ConfigError, match="line 1"):
+        Ledger(path).read()
+
+
+def test_abandoned_stream_is_billed_as_an_estimate() -> None:
+    meter = Meter()
+
+    class Stream:
+        def __init__(self):
+            self.completion = None
+
+        def __iter__(self):
+            yield "Hello"
+            yield " world"
+            self.completion = Completion("Hello world", Usage(model="gpt-4.1-mini", input_tokens=9, output_tokens=2), "gpt-4.1-mini")
+
+    class Streamer(FixedChat):
+        def stream(self, messages, *, max_tokens=None, temperature=0.0):
+            return Stream()
+
+    chat = meter.chat_model(Streamer("gpt-4.1-mini", {}))
+    assert "".join(chat.stream(MSGS)) == "Hello world"
+    assert meter.records[-1].usage.source == "reported"
+    gen = chat.stream(MSGS)
+    next(gen)
+    gen.close()  # consumer stops early: no final usage chunk
+    last = meter.records[-1]
+    assert last.usage.source == "estimated" and last.usage.output_tokens >= 1
