@@ -1,0 +1,748 @@
+"""The OpenAI SDK behind ragft's model protocols, for api.openai.com or any compatible server.
+
+:class:`OpenAIChatModel` implements :class:`~ragft.models.base.ChatModel` and
+:class:`~ragft.models.base.StreamingChatModel`; :class:`OpenAIEmbedder` implements
+:class:`~ragft.models.base.Embedder`. Both take an already-built SDK client (see
+:func:`make_client`), so nothing here reads the environment: ``ragft.config`` decides keys and
+URLs. Every SDK failure leaves as a :class:`~ragft.errors.ModelError` subclass carrying the
+model id and, where there was one, the HTTP status code.
+
+Usage is taken from the response's ``usage`` field. Only when a response carries none (a
+server that omits it, a stream whose final usage chunk never came) is it estimated with
+tiktoken, and the :class:`~ragft.answer.Usage` then says ``source="estimated"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import httpx
+import numpy as np
+import openai
+import pydantic
+from openai.types import CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion
+
+from ragft.answer import Usage
+from ragft.errors import (
+    AuthenticationError,
+    ConfigError,
+    ModelError,
+    ModelNotFoundError,
+    ModelResponseError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    RateLimitError,
+)
+from ragft.models.base import Completion, EmbedKind, Embeddings, Message
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "EMBEDDING_DIMENSIONS",
+    "MAX_INPUTS_PER_REQUEST",
+    "OpenAIChatModel",
+    "OpenAIChatStream",
+    "OpenAIEmbedder",
+    "make_async_client",
+    "make_client",
+    "translate_error",
+]
+
+#: Where requests go when no ``base_url`` is configured. Passed to the SDK explicitly so that
+#: the SDK's own ``OPENAI_BASE_URL`` lookup never redirects traffic behind config's back.
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: Key sent to OpenAI-compatible local servers, which ignore it but the SDK insists on one.
+PLACEHOLDER_API_KEY = "not-needed"
+
+#: Native vector length of OpenAI's embedding models.
+EMBEDDING_DIMENSIONS: Mapping[str, int] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+# Only the v3 models accept ``dimensions=`` (they are trained to be truncatable).
+_SHORTENABLE = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
+
+#: The embeddings endpoint rejects requests with more inputs than this.
+MAX_INPUTS_PER_REQUEST = 2048
+#: The endpoint also caps the summed tokens of one request (300k at the time of writing).
+DEFAULT_MAX_TOKENS_PER_REQUEST = 300_000
+
+# Names ragft.config's real knobs: the key is read from the variable `[backend] api_key_env`
+# names (OPENAI_API_KEY by default); a `[backend] base_url` needs no key.
+_MISSING_KEY_HINT = (
+    "set OPENAI_API_KEY (or the variable named by `api_key_env` in the config's [backend] "
+    "section), or point `base_url` in [backend] at a local OpenAI-compatible server"
+)
+
+# OpenAI's reasoning models reject `max_tokens` (they want `max_completion_tokens`) and any
+# temperature other than the default.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def make_client(
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float = 60.0,
+    max_retries: int = 2,
+    http_client: httpx.Client | None = None,
+) -> openai.OpenAI:
+    """Build a synchronous SDK client from explicit settings (no environment lookups).
+
+    With ``base_url`` and no key, a placeholder key is used: OpenAI-compatible local servers
+    ignore it. Without either, :class:`~ragft.errors.AuthenticationError` says where to put one.
+    """
+    key, url = _client_settings(api_key, base_url)
+    return openai.OpenAI(
+        api_key=key,
+        base_url=url,
+        timeout=timeout,
+        max_retries=max_retries,
+        # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
+        # can only intercept those), so the annotation mismatch is deliberate.
+        http_client=cast(Any, http_client),
+    )
+
+
+def make_async_client(
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float = 60.0,
+    max_retries: int = 2,
+    http_client: httpx.AsyncClient | None = None,
+) -> openai.AsyncOpenAI:
+    """The :class:`openai.AsyncOpenAI` twin of :func:`make_client`, same rules."""
+    key, url = _client_settings(api_key, base_url)
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=url,
+        timeout=timeout,
+        max_retries=max_retries,
+        # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
+        # can only intercept those), so the annotation mismatch is deliberate.
+        http_client=cast(Any, http_client),
+    )
+
+
+def _client_settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    if api_key:
+        return api_key, base_url or DEFAULT_BASE_URL
+    if base_url:
+        return PLACEHOLDER_API_KEY, base_url
+    raise AuthenticationError(f"no OpenAI API key: {_MISSING_KEY_HINT}")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _api_message(exc: openai.APIError) -> str:
+    # The SDK's str() is "Error code: 401 - {'error': {...}}"; the body's own message is what
+    # a person needs to read.
+    body = exc.body
+    if isinstance(body, Mapping):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return exc.message
+
+
+def translate_error(exc: Exception, model: str) -> ModelError:
+    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(exc, openai.APIError):
+        # json/pydantic failures while reading a 200 response.
+        return ModelResponseError(
+            f"{model}: malformed response from the API: {exc}", model=model, status_code=status
+        )
+    message = _api_message(exc)
+    code = exc.code
+    if isinstance(exc, openai.AuthenticationError):
+        return AuthenticationError(
+            f"{model}: the API rejected the key ({message}); {_MISSING_KEY_HINT}",
+            model=model,
+            status_code=status,
+        )
+    if isinstance(exc, openai.NotFoundError) or code == "model_not_found":
+        return ModelNotFoundError(
+            f"model {model!r} was not found by the API ({message}); check the model id, "
+            "and that this key's project has access to it",
+            model=model,
+            status_code=status,
+        )
+    if isinstance(exc, openai.RateLimitError):
+        hint = (
+            "add credits or raise the project's budget"
+            if code == "insufficient_quota"
+            else "slow down, or raise max_retries"
+        )
+        return RateLimitError(
+            f"{model}: rate limited after retries ({message}); {hint}",
+            model=model,
+            status_code=status,
+        )
+    if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError: it subclasses it
+        return ModelTimeoutError(
+            f"{model}: request timed out after retries; raise the timeout or retry later",
+            model=model,
+            status_code=status,
+        )
+    if status == 501:  # not transient: e.g. a llama.cpp server started without --embeddings
+        return ModelError(
+            f"{model}: the server does not implement this endpoint ({message})",
+            model=model,
+            status_code=status,
+        )
+    if isinstance(exc, openai.InternalServerError | openai.APIConnectionError):
+        return ModelUnavailableError(
+            f"{model}: the API is unavailable ({message}); retry later or check base_url",
+            model=model,
+            status_code=status,
+        )
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ModelResponseError(
+            f"{model}: malformed response from the API: {message}", model=model, status_code=status
+        )
+    if isinstance(exc, openai.BadRequestError):
+        return ModelError(
+            f"{model}: the API refused the request: {message}", model=model, status_code=status
+        )
+    return ModelError(f"{model}: API error: {message}", model=model, status_code=status)
+
+
+@contextmanager
+def _translated_errors(model: str) -> Iterator[None]:
+    try:
+        yield
+    except (openai.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:
+        raise translate_error(exc, model) from exc
+
+
+# --------------------------------------------------------------------------- payload reading
+
+
+def _get(obj: Any, name: str) -> Any:
+    # The SDK builds responses without validation, so a nested object may still be a dict
+    # (or anything else the server sent).
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _count(obj: Any, name: str, model: str) -> int | None:
+    value = _get(obj, name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ModelResponseError(
+            f"{model}: usage.{name} is not a token count: {value!r}", model=model
+        )
+    return value
+
+
+def _reported_usage(raw: Any, model: str) -> Usage | None:
+    """Usage from an OpenAI ``usage`` object, or ``None`` when the server reported none."""
+    if raw is None:
+        return None
+    prompt = _count(raw, "prompt_tokens", model)
+    completion = _count(raw, "completion_tokens", model)
+    if prompt is None or completion is None:
+        return None
+    cached = _count(_get(raw, "prompt_tokens_details"), "cached_tokens", model) or 0
+    reasoning = _count(_get(raw, "completion_tokens_details"), "reasoning_tokens", model) or 0
+    try:
+        return Usage(
+            model=model,
+            kind="chat",
+            input_tokens=prompt,
+            cached_input_tokens=cached,
+            output_tokens=completion,
+            reasoning_tokens=reasoning,
+            source="reported",
+        )
+    except ValueError as exc:  # e.g. cached > prompt: the server's numbers are inconsistent
+        raise ModelResponseError(
+            f"{model}: inconsistent usage in response: {exc}", model=model
+        ) from exc
+
+
+def _estimated_usage(messages: Sequence[Message], text: str, model: str) -> Usage:
+    # Imported here so this module loads even where metering is unavailable; only responses
+    # without usage need it.
+    from ragft.metering.tokens import count_chat_tokens, count_tokens
+
+    return Usage(
+        model=model,
+        kind="chat",
+        input_tokens=count_chat_tokens(messages, model),
+        output_tokens=count_tokens(text, model),
+        source="estimated",
+    )
+
+
+def _token_logprobs(choice: Any, model: str) -> tuple[float, ...] | None:
+    content = _get(_get(choice, "logprobs"), "content")
+    if content is None:
+        return None
+    if not isinstance(content, list):
+        raise ModelResponseError(f"{model}: logprobs.content is not a list", model=model)
+    values: list[float] = []
+    for item in content:
+        lp = _get(item, "logprob")
+        if isinstance(lp, bool) or not isinstance(lp, int | float) or math.isnan(lp):
+            raise ModelResponseError(f"{model}: token logprob is not a number: {lp!r}", model=model)
+        values.append(float(lp))
+    return tuple(values)
+
+
+def _first_choice(response: Any, model: str) -> Any:
+    if not isinstance(response, ChatCompletion):
+        raise ModelResponseError(
+            f"{model}: expected a chat.completion object, got {type(response).__name__}: "
+            f"{str(response)[:200]!r}",
+            model=model,
+        )
+    choices = response.choices
+    if not isinstance(choices, list) or not choices:
+        raise ModelResponseError(f"{model}: response has no choices", model=model)
+    return choices[0]
+
+
+def _message_text(choice: Any, model: str) -> str:
+    message = _get(choice, "message")
+    if message is None:
+        raise ModelResponseError(f"{model}: response choice has no message", model=model)
+    content = _get(message, "content")
+    if content is None:
+        refusal = _get(message, "refusal")
+        if refusal:
+            raise ModelResponseError(f"{model}: the model refused: {refusal}", model=model)
+        raise ModelResponseError(
+            f"{model}: response message has no content (tool call or empty reply)", model=model
+        )
+    if not isinstance(content, str):
+        raise ModelResponseError(f"{model}: message content is not text: {content!r}", model=model)
+    return content
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def _is_reasoning_model(model: str) -> bool:
+    base = model.split(":")[1] if model.startswith("ft:") and ":" in model[3:] else model
+    return base.startswith(_REASONING_PREFIXES)
+
+
+class OpenAIChatModel:
+    """A chat model served through the OpenAI SDK (OpenAI itself or a compatible server).
+
+    ``name`` is the model id exactly as given; it is what usage records carry for pricing,
+    even when the API answers with a dated snapshot id.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.OpenAI,
+        async_client: openai.AsyncOpenAI | None = None,
+        default_max_tokens: int | None = None,
+    ) -> None:
+        if not model:
+            raise ConfigError("OpenAIChatModel needs a model id, e.g. 'gpt-4.1-mini'")
+        if default_max_tokens is not None and default_max_tokens < 1:
+            raise ConfigError(f"default_max_tokens must be >= 1, got {default_max_tokens}")
+        self._model = model
+        self._client = client
+        self._async_client = async_client
+        self._default_max_tokens = default_max_tokens
+
+    @property
+    def name(self) -> str:
+        """The model id as given (used for pricing and logs)."""
+        return self._model
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self._model!r})"
+
+    def _params(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None,
+        temperature: float,
+        logprobs: bool,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self._model,
+            "messages": [dict(m) for m in messages],
+        }
+        limit = max_tokens if max_tokens is not None else self._default_max_tokens
+        if _is_reasoning_model(self._model):
+            # These models refuse `max_tokens` and non-default temperatures outright; sending
+            # the protocol's default 0.0 would make every call a 400.
+            if limit is not None:
+                params["max_completion_tokens"] = limit
+        else:
+            params["temperature"] = temperature
+            if limit is not None:
+                params["max_tokens"] = limit
+        if logprobs:
+            params["logprobs"] = True
+        return params
+
+    def _completion(self, response: Any, messages: Sequence[Message], logprobs: bool) -> Completion:
+        choice = _first_choice(response, self._model)
+        text = _message_text(choice, self._model)
+        usage = _reported_usage(response.usage, self._model)
+        if usage is None:
+            usage = _estimated_usage(messages, text, self._model)
+        finish = _get(choice, "finish_reason")
+        return Completion(
+            text=text,
+            usage=usage,
+            model=self._model,
+            finish_reason=finish if isinstance(finish, str) and finish else "unknown",
+            logprobs=_token_logprobs(choice, self._model) if logprobs else None,
+        )
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+    ) -> Completion:
+        """Generate one reply; usage comes from the response (estimated only if it has none)."""
+        params = self._params(
+            messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+        )
+        with _translated_errors(self._model):
+            response = self._client.chat.completions.create(**params)
+        return self._completion(response, messages, logprobs)
+
+    async def acomplete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+    ) -> Completion:
+        """Async :meth:`complete` over the ``async_client`` given at construction."""
+        if self._async_client is None:
+            raise ConfigError(
+                f"{self!r} has no async client: construct it with "
+                "async_client=make_async_client(...) to use acomplete()"
+            )
+        params = self._params(
+            messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+        )
+        with _translated_errors(self._model):
+            response = await self._async_client.chat.completions.create(**params)
+        return self._completion(response, messages, logprobs)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+    ) -> OpenAIChatStream:
+        """Start streaming a reply; iterate for text deltas, then read ``.completion``.
+
+        The request asks for ``stream_options.include_usage`` so the final chunk carries the
+        real usage. HTTP errors surface here; errors mid-stream surface while iterating.
+        """
+        params = self._params(
+            messages, max_tokens=max_tokens, temperature=temperature, logprobs=False
+        )
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
+        with _translated_errors(self._model):
+            chunks = self._client.chat.completions.create(**params)
+        return OpenAIChatStream(chunks, model=self._model, messages=messages)
+
+
+class OpenAIChatStream:
+    """Text deltas of one streamed reply (a :class:`~ragft.models.base.ChatStream`).
+
+    Iterate once; afterwards :attr:`completion` holds the full text and the usage the final
+    chunk reported, or a tiktoken estimate marked ``estimated`` when that chunk never came.
+    Use as a context manager (or call :meth:`close`) to release the connection if you stop
+    reading early.
+    """
+
+    completion: Completion | None
+
+    def __init__(self, chunks: Any, *, model: str, messages: Sequence[Message]) -> None:
+        self.completion = None
+        self._chunks = chunks
+        self._model = model
+        self._messages = list(messages)
+        self._iterator = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield text deltas as they arrive (a second iteration yields nothing)."""
+        return self._iterator
+
+    def __enter__(self) -> OpenAIChatStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the connection; ``completion`` stays ``None`` if unfinished."""
+        self._iterator.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def _run(self) -> Generator[str, None, None]:
+        parts: list[str] = []
+        raw_usage: Any = None
+        finish: str | None = None
+        try:
+            with _translated_errors(self._model):
+                for chunk in self._chunks:
+                    usage = _get(chunk, "usage")
+                    if usage is not None:
+                        raw_usage = usage
+                    choices = _get(chunk, "choices") or []
+                    if not isinstance(choices, list):
+                        raise ModelResponseError(
+                            f"{self._model}: stream chunk choices is not a list", model=self._model
+                        )
+                    for choice in choices:
+                        if (_get(choice, "index") or 0) != 0:
+                            continue  # we never ask for n > 1
+                        text = _get(_get(choice, "delta"), "content")
+                        if isinstance(text, str) and text:
+                            parts.append(text)
+                            yield text
+                        reason = _get(choice, "finish_reason")
+                        if isinstance(reason, str) and reason:
+                            finish = reason
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        text = "".join(parts)
+        usage_value = _reported_usage(raw_usage, self._model) or _estimated_usage(
+            self._messages, text, self._model
+        )
+        self.completion = Completion(
+            text=text, usage=usage_value, model=self._model, finish_reason=finish or "unknown"
+        )
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+class OpenAIEmbedder:
+    """Embeddings through the OpenAI SDK, batched within the endpoint's limits.
+
+    Vectors come back float32, in input order, L2-normalised (so inner product is cosine, even
+    for compatible servers that do not normalise). Over-long inputs raise rather than being
+    truncated: a silently shortened chunk would be indexed under text it does not represent.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.OpenAI,
+        dimension: int | None = None,
+        batch_size: int = 256,
+        max_tokens_per_input: int = 8191,
+        max_tokens_per_request: int = DEFAULT_MAX_TOKENS_PER_REQUEST,
+    ) -> None:
+        if not model:
+            raise ConfigError("OpenAIEmbedder needs a model id, e.g. 'text-embedding-3-small'")
+        native = EMBEDDING_DIMENSIONS.get(model)
+        if dimension is None:
+            if native is None:
+                raise ConfigError(
+                    f"unknown embedding model {model!r}: "
+                    "pass dimension= (the length of its vectors)"
+                )
+            dimension = native
+        if dimension < 1:
+            raise ConfigError(f"dimension must be >= 1, got {dimension}")
+        self._send_dimensions = False
+        if native is not None and dimension != native:
+            if dimension > native:
+                raise ConfigError(
+                    f"{model} vectors have {native} dimensions; dimension={dimension} is larger"
+                )
+            if model not in _SHORTENABLE:
+                raise ConfigError(
+                    f"{model} cannot shorten its vectors (only text-embedding-3 models accept "
+                    f"dimensions=); use dimension={native}"
+                )
+            self._send_dimensions = True
+        if not 1 <= batch_size <= MAX_INPUTS_PER_REQUEST:
+            raise ConfigError(
+                f"batch_size must be between 1 and {MAX_INPUTS_PER_REQUEST}, got {batch_size}"
+            )
+        if max_tokens_per_input < 1:
+            raise ConfigError(f"max_tokens_per_input must be >= 1, got {max_tokens_per_input}")
+        if max_tokens_per_request < max_tokens_per_input:
+            raise ConfigError(
+                f"max_tokens_per_request ({max_tokens_per_request}) must be at least "
+                f"max_tokens_per_input ({max_tokens_per_input}), "
+                "or a long input could never be sent"
+            )
+        self._model = model
+        self._client = client
+        self._dimension = dimension
+        self._batch_size = batch_size
+        self._max_tokens_per_input = max_tokens_per_input
+        self._max_tokens_per_request = max_tokens_per_request
+
+    @property
+    def name(self) -> str:
+        """The embedding model id as given."""
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        """Length of every returned vector (the requested one for shortened v3 vectors)."""
+        return self._dimension
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder({self._model!r}, dimension={self._dimension})"
+
+    def _token_counts(self, texts: Sequence[str]) -> list[int]:
+        # Lazy for the same reason as _estimated_usage: metering is another layer's module.
+        from ragft.metering.tokens import count_tokens
+
+        counts: list[int] = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"input {i} is {type(text).__name__}, not str")
+            if not text:
+                raise ModelError(
+                    f"input {i} is empty: the embeddings API rejects empty strings; drop it first",
+                    model=self._model,
+                )
+            n = count_tokens(text, self._model)
+            if n > self._max_tokens_per_input:
+                raise ModelError(
+                    f"input {i} has {n} tokens, over {self._model}'s limit of "
+                    f"{self._max_tokens_per_input}; split it into smaller chunks "
+                    "(ragft does not truncate silently)",
+                    model=self._model,
+                )
+            counts.append(n)
+        return counts
+
+    def _batches(self, counts: Sequence[int]) -> list[range]:
+        batches: list[range] = []
+        start, tokens = 0, 0
+        for i, n in enumerate(counts):
+            full = i - start >= self._batch_size or tokens + n > self._max_tokens_per_request
+            if i > start and full:
+                batches.append(range(start, i))
+                start, tokens = i, 0
+            tokens += n
+        if start < len(counts):
+            batches.append(range(start, len(counts)))
+        return batches
+
+    def _request(self, inputs: list[str]) -> tuple[np.ndarray, int | None]:
+        extra: dict[str, Any] = {"dimensions": self._dimension} if self._send_dimensions else {}
+        with _translated_errors(self._model):
+            # "float" explicitly: the SDK would otherwise ask for base64, which not every
+            # OpenAI-compatible server implements.
+            response = self._client.embeddings.create(
+                model=self._model, input=inputs, encoding_format="float", **extra
+            )
+        if not isinstance(response, CreateEmbeddingResponse):
+            raise ModelResponseError(
+                f"{self._model}: expected an embeddings list, got {type(response).__name__}",
+                model=self._model,
+            )
+        data = response.data
+        if not isinstance(data, list) or len(data) != len(inputs):
+            got = len(data) if isinstance(data, list) else "no"
+            raise ModelResponseError(
+                f"{self._model}: sent {len(inputs)} inputs, got {got} embeddings back",
+                model=self._model,
+            )
+        indices = [_get(item, "index") for item in data]
+        if sorted(i if isinstance(i, int) else -1 for i in indices) != list(range(len(inputs))):
+            raise ModelResponseError(
+                f"{self._model}: embedding indices are not 0..{len(inputs) - 1}", model=self._model
+            )
+        try:
+            # The API may answer out of order; `index` is each vector's input position.
+            ordered = [item for _, item in sorted(zip(indices, data), key=lambda pair: pair[0])]
+            vectors = np.asarray([_get(item, "embedding") for item in ordered], dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ModelResponseError(
+                f"{self._model}: embeddings are not numeric vectors: {exc}", model=self._model
+            ) from exc
+        if vectors.ndim != 2 or vectors.shape[1] != self._dimension:
+            raise ModelResponseError(
+                f"{self._model}: expected vectors of length {self._dimension}, "
+                f"got shape {vectors.shape}",
+                model=self._model,
+            )
+        if not np.isfinite(vectors).all():
+            raise ModelResponseError(
+                f"{self._model}: embeddings contain NaN or infinity", model=self._model
+            )
+        usage = response.usage
+        tokens = _count(usage, "prompt_tokens", self._model)
+        if tokens is None:
+            tokens = _count(usage, "total_tokens", self._model)
+        return vectors, tokens
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
+        """Embed ``texts`` (``kind`` is ignored: OpenAI embeddings are symmetric).
+
+        Raises :class:`~ragft.errors.ModelError` naming the input for an empty or over-long
+        text, before any request is sent.
+        """
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not a single str")
+        texts = list(texts)
+        counts = self._token_counts(texts)
+        rows: list[np.ndarray] = []
+        total = 0
+        all_reported = True
+        for batch in self._batches(counts):
+            vectors, tokens = self._request([texts[i] for i in batch])
+            rows.append(vectors)
+            if tokens is None:
+                # This batch's server gave no usage: count it ourselves, and say so below.
+                all_reported = False
+                tokens = sum(counts[i] for i in batch)
+            total += tokens
+        matrix = np.vstack(rows) if rows else np.zeros((0, self._dimension), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        # Zero vectors stay zero rather than becoming NaN.
+        matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+        usage = Usage(
+            model=self._model,
+            kind="embedding",
+            embedding_tokens=total,
+            source="reported" if all_reported else "estimated",
+        )
+        return Embeddings(vectors=matrix, usage=usage)
