@@ -1,0 +1,935 @@
+"""Fine-tuning job lifecycle over a pluggable backend, resumable across process restarts.
+
+Layers:
+
+* :class:`FineTuneBackend` — the seam. A backend uploads files and creates, reads, lists events
+  of and cancels jobs, returning ragft's own frozen values (:class:`JobStatus`,
+  :class:`JobEvent`, :class:`Checkpoint`), never SDK objects.
+* :class:`OpenAIFineTuneBackend` — the official ``openai`` SDK (any client with the same API:
+  ``openai.AzureOpenAI``, or an OpenAI-compatible server such as vLLM serving LoRA adapters).
+* :class:`~ragft.finetune.local.LocalFineTuneBackend` — trains small real models offline.
+* :class:`JobManager` — starts jobs idempotently and follows them. It writes the job's state
+  to disk *before and after* every remote step, keyed by what defines the job (backend,
+  training-file SHA-256, model, suffix, epochs, seed), so a restarted process picks up the
+  job it already paid for instead of creating a second one.
+
+OpenAI's self-serve fine-tuning is being wound down: new accounts get HTTP 403
+``training_not_available``, new jobs stop on :data:`OPENAI_NEW_JOBS_END`, and base models retire
+on the price table's ``shutdown`` dates. Each becomes a specific error that says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+from ragft.answer import Usage
+from ragft.errors import (
+    FineTuneError,
+    JobFailedError,
+    ModelRetiredError,
+    TrainingNotAvailableError,
+)
+from ragft.finetune.data import check_base_model, detect_purpose, read_jsonl, validate_file
+from ragft.finetune.storage import atomic_write_json, file_sha256, locked, read_json
+from ragft.metering.meter import Meter
+from ragft.metering.prices import PriceTable
+
+__all__ = [
+    "ALTERNATIVES_HINT",
+    "OPENAI_NEW_JOBS_END",
+    "TERMINAL_STATES",
+    "Checkpoint",
+    "FineTuneBackend",
+    "FineTuneBackendUnavailable",
+    "JobEvent",
+    "JobManager",
+    "JobState",
+    "JobStatus",
+    "OpenAIFineTuneBackend",
+    "TrackedJob",
+    "UploadedFile",
+    "job_key",
+]
+
+JobState = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+#: OpenAI's announced last day for *creating* fine-tuning jobs is the day before this date.
+OPENAI_NEW_JOBS_END = dt.date(2027, 1, 6)
+
+#: What to do when OpenAI will not fine-tune; the backend protocol makes each pluggable.
+ALTERNATIVES_HINT = (
+    "Alternatives: train offline with `ragft finetune start FILE --backend local`; use Azure "
+    "OpenAI fine-tuning by passing an `openai.AzureOpenAI` client to OpenAIFineTuneBackend; or "
+    "fine-tune an open-weights model with LoRA and serve the adapters from an OpenAI-compatible "
+    "server such as vLLM (`--enable-lora`), pointing ragft's base_url at it."
+)
+
+
+class FineTuneBackendUnavailable(FineTuneError):
+    """The backend failed transiently (HTTP 5xx, 429, connection lost); retrying may work.
+
+    :meth:`JobManager.follow` keeps polling through a few of these; job state on disk is
+    never lost because of one.
+    """
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A training or validation file stored by the backend."""
+
+    id: str
+    filename: str
+    bytes: int
+    purpose: str = "fine-tune"
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A snapshot of one fine-tuning job.
+
+    ``model`` is the base model; ``fine_tuned_model`` is set once the job succeeds.
+    ``trained_tokens`` is what the job billed (all epochs). ``metrics`` carries backend
+    figures such as the local router's held-out accuracy.
+    """
+
+    id: str
+    status: JobState
+    model: str
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: str | None = None
+    created_at: float | None = None
+    finished_at: float | None = None
+    estimated_finish: float | None = None
+    training_file: str | None = None
+    validation_file: str | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job has succeeded, failed or been cancelled."""
+        return self.status in TERMINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "model": self.model,
+            "fine_tuned_model": self.fine_tuned_model,
+            "trained_tokens": self.trained_tokens,
+            "error": self.error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "estimated_finish": self.estimated_finish,
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "hyperparameters": dict(self.hyperparameters),
+            "metadata": dict(self.metadata),
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One line of a job's log (``"Step 10/100: training loss=0.42"``, state changes)."""
+
+    id: str
+    created_at: float
+    message: str
+    level: str = "info"
+    type: str = "message"
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "message": self.message,
+            "level": self.level,
+            "type": self.type,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobEvent:
+        """Inverse of :meth:`to_dict`."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """An intermediate model saved by a job (OpenAI keeps the last three epochs)."""
+
+    id: str
+    step: int
+    model: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    created_at: float | None = None
+
+
+@runtime_checkable
+class FineTuneBackend(Protocol):
+    """Where fine-tuning happens. Implementations translate their own errors to
+    :class:`~ragft.errors.FineTuneError` subclasses and return ragft's values."""
+
+    @property
+    def name(self) -> str:
+        """Short backend id used in job keys and records (``openai``, ``local``)."""
+        ...
+
+    def check_model(self, model: str) -> None:
+        """Raise if ``model`` cannot be fine-tuned here (retired, unknown, refused).
+
+        Called before any upload so nothing is sent for a job that cannot run.
+        """
+        ...
+
+    def upload_file(self, path: Path) -> UploadedFile:
+        """Store a JSONL training/validation file; returns its backend id."""
+        ...
+
+    def create_job(
+        self,
+        *,
+        model: str,
+        training_file: str,
+        validation_file: str | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> JobStatus:
+        """Start a supervised fine-tuning job on already uploaded files."""
+        ...
+
+    def find_jobs(self, metadata: Mapping[str, str]) -> list[JobStatus]:
+        """Jobs whose metadata contains every given key/value, newest first.
+
+        Lets a restarted process find a job whose creation it started but never saw finish.
+        """
+        ...
+
+    def retrieve_job(self, job_id: str) -> JobStatus:
+        """Current state of a job."""
+        ...
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
+        """The job's most recent ``limit`` events, oldest first."""
+        ...
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """Checkpoints the job saved, by step."""
+        ...
+
+    def cancel_job(self, job_id: str) -> JobStatus:
+        """Ask the backend to stop a job; returns the state after the request."""
+        ...
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+def _today(today: dt.date | Callable[[], dt.date] | None) -> dt.date:
+    if today is None:
+        return dt.date.today()
+    return today() if callable(today) else today
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _plain(obj: Any) -> Any:
+    # SDK models -> plain JSON-able values (pydantic v2 ``model_dump``), dicts pass through.
+    if obj is None:
+        return None
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(exclude_none=True)
+    return obj
+
+
+class OpenAIFineTuneBackend:
+    """Fine-tuning through the official ``openai`` SDK.
+
+    ``client`` is an ``openai.OpenAI`` (or ``AzureOpenAI``, or one pointed at an
+    OpenAI-compatible server). For api.openai.com, ragft applies OpenAI's announced limits
+    itself before spending anything: base models past their price-table ``shutdown`` date
+    raise :class:`~ragft.errors.ModelRetiredError`, and from :data:`OPENAI_NEW_JOBS_END` new
+    jobs raise :class:`~ragft.errors.TrainingNotAvailableError`. Other hosts set their own
+    rules, so only the retirement check of models the price table knows applies there
+    (``enforce_openai_limits`` overrides the detection).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prices: PriceTable | None = None,
+        today: dt.date | Callable[[], dt.date] | None = None,
+        enforce_openai_limits: bool | None = None,
+    ):
+        self.client = client
+        self.prices = prices if prices is not None else PriceTable.load()
+        self._today = today
+        if enforce_openai_limits is None:
+            host = urlparse(str(getattr(client, "base_url", "") or "")).hostname or ""
+            enforce_openai_limits = host in ("", "api.openai.com")
+        self.enforce_openai_limits = enforce_openai_limits
+
+    # -- errors -------------------------------------------------------------------------
+    def _translate(self, exc: Exception, action: str) -> FineTuneError:
+        import openai
+
+        if isinstance(exc, openai.APIStatusError):
+            body = exc.body if isinstance(exc.body, Mapping) else {}
+            message = str(body.get("message") or exc.message)
+            code = exc.code or body.get("code")
+            status = exc.status_code
+            if code == "training_not_available":
+                return TrainingNotAvailableError(
+                    f"OpenAI refused to {action}: fine-tuning is not available for this account "
+                    f"(HTTP {status} training_not_available: {message}). OpenAI is winding down "
+                    f"self-serve fine-tuning. {ALTERNATIVES_HINT}"
+                )
+            if status == 401:
+                return FineTuneError(
+                    f"OpenAI rejected the API key while trying to {action} ({message}); check "
+                    "OPENAI_API_KEY or the config's api_key_env"
+                )
+            if status == 429 or status >= 500:
+                return FineTuneBackendUnavailable(
+                    f"OpenAI failed to {action} (HTTP {status}: {message}); nothing was lost, "
+                    "retry later (the job state is saved)"
+                )
+            return FineTuneError(f"OpenAI could not {action} (HTTP {status}: {message})")
+        if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
+            return FineTuneBackendUnavailable(
+                f"could not reach the OpenAI API to {action} ({exc}); retry later"
+            )
+        return FineTuneError(f"OpenAI SDK error while trying to {action}: {exc}")
+
+    def _call(self, action: str, fn: Callable[[], Any]) -> Any:
+        import openai
+
+        try:
+            return fn()
+        except openai.OpenAIError as exc:
+            raise self._translate(exc, action) from exc
+
+    # -- conversions ---------------------------------------------------------------------
+    @staticmethod
+    def _status(job: Any) -> JobStatus:
+        error = _field(job, "error")
+        message = _field(error, "message")
+        code = _field(error, "code")
+        error_text = None
+        if message:
+            error_text = f"{message} ({code})" if code else str(message)
+        method = _field(job, "method")
+        hyper = _plain(_field(_field(method, "supervised"), "hyperparameters")) or _plain(
+            _field(job, "hyperparameters")
+        ) or {}
+        return JobStatus(
+            id=str(_field(job, "id")),
+            status=_field(job, "status"),
+            model=str(_field(job, "model")),
+            fine_tuned_model=_field(job, "fine_tuned_model"),
+            trained_tokens=_field(job, "trained_tokens"),
+            error=error_text,
+            created_at=_field(job, "created_at"),
+            finished_at=_field(job, "finished_at"),
+            estimated_finish=_field(job, "estimated_finish"),
+            training_file=_field(job, "training_file"),
+            validation_file=_field(job, "validation_file"),
+            hyperparameters=dict(hyper),
+            metadata=dict(_field(job, "metadata") or {}),
+        )
+
+    # -- protocol ------------------------------------------------------------------------
+    def check_model(self, model: str) -> None:
+        """Refuse retired base models and, on api.openai.com, jobs after the end date."""
+        today = _today(self._today)
+        if self.enforce_openai_limits:
+            if today >= OPENAI_NEW_JOBS_END:
+                raise TrainingNotAvailableError(
+                    f"OpenAI stopped accepting new fine-tuning jobs on "
+                    f"{OPENAI_NEW_JOBS_END.isoformat()} (today is {today.isoformat()}); "
+                    f"existing fine-tuned models keep working until their base model's "
+                    f"shutdown. {ALTERNATIVES_HINT}"
+                )
+            check_base_model(model, self.prices, today=today)
+        else:
+            date = self.prices.shutdown_date(model)
+            if date is not None and date <= today:
+                raise ModelRetiredError(
+                    f"base model {model!r} was shut down on {date.isoformat()}; pick a current one"
+                )
+
+    def upload_file(self, path: Path) -> UploadedFile:
+        """``files.create(purpose="fine-tune")``."""
+        path = Path(path)
+        data = path.read_bytes()
+        obj = self._call(
+            f"upload {path.name}",
+            lambda: self.client.files.create(file=(path.name, data), purpose="fine-tune"),
+        )
+        return UploadedFile(
+            id=str(obj.id),
+            filename=str(_field(obj, "filename", path.name)),
+            bytes=int(_field(obj, "bytes", len(data)) or len(data)),
+            purpose=str(_field(obj, "purpose", "fine-tune")),
+        )
+
+    def create_job(
+        self,
+        *,
+        model: str,
+        training_file: str,
+        validation_file: str | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> JobStatus:
+        """``fine_tuning.jobs.create`` with ``method={"type": "supervised", ...}``.
+
+        Hyperparameters go under ``method.supervised`` — the top-level ``hyperparameters``
+        argument is deprecated.
+        """
+        self.check_model(model)
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "training_file": training_file,
+            "method": {
+                "type": "supervised",
+                "supervised": {"hyperparameters": dict(hyperparameters or {})},
+            },
+        }
+        if validation_file:
+            kwargs["validation_file"] = validation_file
+        if suffix:
+            kwargs["suffix"] = suffix
+        if seed is not None:
+            kwargs["seed"] = seed
+        if metadata:
+            kwargs["metadata"] = dict(metadata)
+        job = self._call(
+            f"create a fine-tuning job on {model}",
+            lambda: self.client.fine_tuning.jobs.create(**kwargs),
+        )
+        return self._status(job)
+
+    def find_jobs(self, metadata: Mapping[str, str]) -> list[JobStatus]:
+        """``fine_tuning.jobs.list(metadata=...)``, filtered again locally to be sure."""
+        page = self._call(
+            "list fine-tuning jobs",
+            lambda: self.client.fine_tuning.jobs.list(metadata=dict(metadata), limit=20),
+        )
+        found = [self._status(j) for j in page.data]
+        return [
+            s for s in found if all(s.metadata.get(k) == v for k, v in metadata.items())
+        ]
+
+    def retrieve_job(self, job_id: str) -> JobStatus:
+        """``fine_tuning.jobs.retrieve``."""
+        job = self._call(
+            f"read job {job_id}", lambda: self.client.fine_tuning.jobs.retrieve(job_id)
+        )
+        return self._status(job)
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
+        """``fine_tuning.jobs.list_events``; the API returns newest first, this oldest first."""
+        page = self._call(
+            f"list events of job {job_id}",
+            lambda: self.client.fine_tuning.jobs.list_events(job_id, limit=limit),
+        )
+        events = [
+            JobEvent(
+                id=str(e.id),
+                created_at=float(e.created_at),
+                message=str(e.message),
+                level=str(_field(e, "level", "info")),
+                type=str(_field(e, "type", "message") or "message"),
+                data=dict(_plain(_field(e, "data")) or {}),
+            )
+            for e in page.data
+        ]
+        events.reverse()
+        return events
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """``fine_tuning.jobs.checkpoints.list``, ordered by step."""
+        page = self._call(
+            f"list checkpoints of job {job_id}",
+            lambda: self.client.fine_tuning.jobs.checkpoints.list(job_id),
+        )
+        out = [
+            Checkpoint(
+                id=str(c.id),
+                step=int(c.step_number),
+                model=str(c.fine_tuned_model_checkpoint),
+                metrics={k: float(v) for k, v in (_plain(c.metrics) or {}).items()
+                         if isinstance(v, (int, float))},
+                created_at=float(c.created_at),
+            )
+            for c in page.data
+        ]
+        return sorted(out, key=lambda c: c.step)
+
+    def cancel_job(self, job_id: str) -> JobStatus:
+        """``fine_tuning.jobs.cancel``."""
+        job = self._call(f"cancel job {job_id}", lambda: self.client.fine_tuning.jobs.cancel(job_id))
+        return self._status(job)
+
+
+# --------------------------------------------------------------------------- manager
+
+
+def job_key(
+    *,
+    backend: str,
+    training_sha256: str,
+    model: str,
+    suffix: str,
+    epochs: int | str,
+    seed: int | None,
+    validation_sha256: str | None = None,
+) -> str:
+    """SHA-256 identifying a job by what defines it; equal inputs -> the same job.
+
+    The validation file's hash is part of it too (a different validation set is a different
+    job), but ``None`` keeps the key of jobs without one unchanged.
+    """
+    parts: dict[str, Any] = {
+        "backend": backend,
+        "training_sha256": training_sha256,
+        "model": model,
+        "suffix": suffix,
+        "epochs": epochs,
+        "seed": seed,
+    }
+    if validation_sha256:
+        parts["validation_sha256"] = validation_sha256
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+#: Where a job record stands. ``uploading_*``/``creating_job`` are written *before* the remote
+#: call, so a record left in one of them means the call may or may not have happened.
+Step = Literal["new", "uploading_training", "uploading_validation", "creating_job", "created"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedJob:
+    """A job as the :class:`JobManager` persists it (one JSON file per job key)."""
+
+    key: str
+    backend: str
+    model: str
+    suffix: str
+    epochs: int | str
+    seed: int | None
+    purpose: str | None
+    training_path: str
+    training_sha256: str
+    training_file_id: str | None = None
+    validation_path: str | None = None
+    validation_sha256: str | None = None
+    validation_file_id: str | None = None
+    step: Step = "new"
+    job_id: str | None = None
+    status: JobStatus | None = None
+    attempts: tuple[str, ...] = ()
+    seen_events: tuple[str, ...] = ()
+    usage_recorded: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def fine_tuned_model(self) -> str | None:
+        """The resulting model id once the job has succeeded."""
+        return self.status.fine_tuned_model if self.status else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the on-disk format)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["status"] = self.status.to_dict() if self.status else None
+        data["attempts"] = list(self.attempts)
+        data["seen_events"] = list(self.seen_events)
+        data["format"] = 1
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
+        """Inverse of :meth:`to_dict`."""
+        names = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in data.items() if k in names}
+        values["status"] = JobStatus.from_dict(data["status"]) if data.get("status") else None
+        values["attempts"] = tuple(data.get("attempts", ()))
+        values["seen_events"] = tuple(data.get("seen_events", ()))
+        return cls(**values)
+
+
+#: Event ids remembered per job to de-duplicate what ``follow`` streams; older ones fall out
+#: of the backend's most-recent page anyway.
+_MAX_SEEN_EVENTS = 1000
+
+
+class JobManager:
+    """Starts fine-tuning jobs idempotently and follows them to the end.
+
+    State lives in ``store_dir`` as one JSON file per job key, written atomically before and
+    after each remote step: calling :meth:`start` again with the same inputs — after a crash,
+    a Ctrl-C or from another process — resumes the existing job: an upload that succeeded is
+    not repeated and no second job is created. ``sleep``/``clock`` are injectable so tests
+    run instantly.
+    """
+
+    def __init__(
+        self,
+        backend: FineTuneBackend,
+        store_dir: str | Path,
+        *,
+        meter: Meter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        backoff: float = 2.0,
+        max_transient_errors: int = 5,
+    ):
+        self.backend = backend
+        self.store_dir = Path(store_dir)
+        self.meter = meter
+        self.sleep = sleep
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.backoff = backoff
+        self.max_transient_errors = max_transient_errors
+
+    # -- persistence ---------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.store_dir / f"{key}.json"
+
+    def _save(self, job: TrackedJob) -> TrackedJob:
+        job = replace(job, updated_at=time.time())
+        atomic_write_json(self._path(job.key), job.to_dict())
+        return job
+
+    def _load(self, key: str) -> TrackedJob | None:
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            return TrackedJob.from_dict(read_json(path))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FineTuneError(
+                f"job state file {path} is corrupt ({exc}); inspect it, then delete it to start "
+                "over (check the provider's dashboard for a job it may have created)"
+            ) from exc
+
+    def list(self) -> list[TrackedJob]:
+        """Every job this manager's store knows, oldest first."""
+        if not self.store_dir.is_dir():
+            return []
+        jobs = []
+        for path in sorted(self.store_dir.glob("*.json")):
+            job = self._load(path.stem)
+            if job is not None:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created_at)
+
+    def get(self, job_id: str) -> TrackedJob:
+        """The stored record of ``job_id`` (or of a job key)."""
+        for job in self.list():
+            if job.job_id == job_id or job.key == job_id or job_id in job.attempts:
+                return job
+        raise FineTuneError(
+            f"no job {job_id!r} in {self.store_dir}; `ragft finetune list` shows known jobs"
+        )
+
+    def _find(self, job_id: str) -> TrackedJob | None:
+        try:
+            return self.get(job_id)
+        except FineTuneError:
+            return None
+
+    # -- starting ------------------------------------------------------------------------
+    def start(
+        self,
+        training_file: str | Path,
+        *,
+        model: str,
+        suffix: str,
+        validation_file: str | Path | None = None,
+        epochs: int | Literal["auto"] = "auto",
+        seed: int | None = None,
+        purpose: str | None = None,
+        validate: bool = True,
+    ) -> TrackedJob:
+        """Start (or resume) the job defined by these inputs and return its record.
+
+        Order of work, each step recorded on disk before and after it happens: check the base
+        model (retired models fail here, before any upload) and the data; upload the training
+        and validation files unless already uploaded; create the job unless a job with this
+        key exists — when a previous run crashed *while* creating, the backend is first asked
+        for a job tagged with this key. A previous attempt that failed or was cancelled is kept
+        in ``attempts`` and a new job is created from the already uploaded files.
+        """
+        training_path = Path(training_file)
+        if not training_path.is_file():
+            raise FineTuneError(f"training file {training_path} not found")
+        validation_path = Path(validation_file) if validation_file else None
+        if validation_path is not None and not validation_path.is_file():
+            raise FineTuneError(f"validation file {validation_path} not found")
+        if not suffix or len(suffix) > 64:
+            raise FineTuneError("suffix must be 1-64 characters (it becomes part of the model id)")
+        train_sha = file_sha256(training_path)
+        val_sha = file_sha256(validation_path) if validation_path else None
+        key = job_key(
+            backend=self.backend.name,
+            training_sha256=train_sha,
+            model=model,
+            suffix=suffix,
+            epochs=epochs,
+            seed=seed,
+            validation_sha256=val_sha,
+        )
+        # The lock stops two processes from racing to create the same job.
+        with locked(self._path(key)):
+            job = self._load(key)
+            if job is not None and job.job_id and job.status is not None:
+                if job.status.status not in ("failed", "cancelled"):
+                    return job  # running or done: follow it, never create a second one
+                job = replace(
+                    job,
+                    attempts=job.attempts + (job.job_id,),
+                    job_id=None,
+                    status=None,
+                    step="new",
+                    seen_events=(),
+                    usage_recorded=False,
+                )
+            if job is None:
+                now = time.time()
+                job = TrackedJob(
+                    key=key,
+                    backend=self.backend.name,
+                    model=model,
+                    suffix=suffix,
+                    epochs=epochs,
+                    seed=seed,
+                    purpose=purpose,
+                    training_path=str(training_path.resolve()),
+                    training_sha256=train_sha,
+                    validation_path=str(validation_path.resolve()) if validation_path else None,
+                    validation_sha256=val_sha,
+                    created_at=now,
+                )
+            self.backend.check_model(model)
+            if job.purpose is None:
+                job = replace(job, purpose=detect_purpose(read_jsonl(training_path)))
+            if validate and job.purpose != "adapter":
+                validate_file(training_path, model=model, raise_on_error=True)
+                if validation_path is not None:
+                    validate_file(validation_path, model=model, min_examples=1,
+                                  raise_on_error=True)
+            job = self._save(job)
+            job = self._ensure_uploaded(job, training_path, validation_path)
+            return self._ensure_created(job)
+
+    def _ensure_uploaded(
+        self, job: TrackedJob, training: Path, validation: Path | None
+    ) -> TrackedJob:
+        if job.training_file_id is None:
+            job = self._save(replace(job, step="uploading_training"))
+            uploaded = self.backend.upload_file(training)
+            job = self._save(replace(job, training_file_id=uploaded.id))
+        if validation is not None and job.validation_file_id is None:
+            job = self._save(replace(job, step="uploading_validation"))
+            uploaded = self.backend.upload_file(validation)
+            job = self._save(replace(job, validation_file_id=uploaded.id))
+        return job
+
+    def _ensure_created(self, job: TrackedJob) -> TrackedJob:
+        metadata = {"ragft_key": job.key, "ragft_suffix": job.suffix}
+        if job.purpose:
+            metadata["ragft_purpose"] = job.purpose
+        if job.step == "creating_job":
+            # A previous run crashed between asking for the job and recording its id: the
+            # job may exist. Adopt it rather than paying twice.
+            for found in self.backend.find_jobs({"ragft_key": job.key}):
+                if found.id not in job.attempts:
+                    return self._save(
+                        replace(job, job_id=found.id, status=found, step="created")
+                    )
+        job = self._save(replace(job, step="creating_job"))
+        status = self.backend.create_job(
+            model=job.model,
+            training_file=str(job.training_file_id),
+            validation_file=job.validation_file_id,
+            suffix=job.suffix,
+            seed=job.seed,
+            hyperparameters={"n_epochs": job.epochs},
+            metadata=metadata,
+        )
+        return self._save(replace(job, job_id=status.id, status=status, step="created"))
+
+    # -- following -----------------------------------------------------------------------
+    def _record(self, job_id: str) -> TrackedJob:
+        job = self._find(job_id)
+        if job is not None:
+            return job
+        # A job started elsewhere (the dashboard, another tool): track it from here on.
+        status = self.backend.retrieve_job(job_id)
+        key = "job-" + hashlib.sha256(f"{self.backend.name}:{job_id}".encode()).hexdigest()[:32]
+        now = time.time()
+        return self._save(
+            TrackedJob(
+                key=key,
+                backend=self.backend.name,
+                model=status.model,
+                suffix=str(status.metadata.get("ragft_suffix", "")),
+                epochs=status.hyperparameters.get("n_epochs", "auto"),
+                seed=None,
+                purpose=status.metadata.get("ragft_purpose"),
+                training_path="",
+                training_sha256="",
+                training_file_id=status.training_file,
+                step="created",
+                job_id=job_id,
+                status=status,
+                created_at=now,
+            )
+        )
+
+    def _record_usage(self, job: TrackedJob) -> TrackedJob:
+        status = job.status
+        if self.meter is None or job.usage_recorded or status is None or not status.trained_tokens:
+            return job
+        self.meter.record(
+            Usage(model=job.model, kind="training", training_tokens=int(status.trained_tokens)),
+            latency_s=0.0,
+            purpose="fine-tune",
+        )
+        return self._save(replace(job, usage_recorded=True))
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> JobStatus:
+        """Poll until the job ends, streaming each new event once to ``on_event``.
+
+        Polls back off exponentially (``poll_interval`` × ``backoff``ⁿ, capped at
+        ``max_poll_interval``) while nothing happens and reset when events arrive. Up to
+        ``max_transient_errors`` consecutive transient API failures are waited out; state is
+        saved after every poll, so anything raised here can simply be followed again.
+        On success the training tokens are recorded on the meter exactly once; a failed or
+        cancelled job raises :class:`~ragft.errors.JobFailedError` with the job's error.
+        """
+        job = self._record(job_id)
+        started = self.clock()
+        interval = self.poll_interval
+        failures = 0
+        while True:
+            try:
+                status = self.backend.retrieve_job(job_id)
+                events = self.backend.list_events(job_id)
+                failures = 0
+            except FineTuneBackendUnavailable:
+                failures += 1
+                if failures > self.max_transient_errors:
+                    raise
+                self._check_timeout(job_id, started, timeout)
+                self.sleep(interval)
+                interval = min(interval * self.backoff, self.max_poll_interval)
+                continue
+            seen = set(job.seen_events)
+            new = [e for e in events if e.id not in seen]
+            job = self._save(
+                replace(
+                    job,
+                    status=status,
+                    seen_events=(job.seen_events + tuple(e.id for e in new))[-_MAX_SEEN_EVENTS:],
+                )
+            )
+            if on_event is not None:
+                for event in new:
+                    on_event(event)
+            if status.terminal:
+                if status.status == "succeeded":
+                    self._record_usage(job)
+                    return status
+                raise JobFailedError(
+                    f"fine-tuning job {job_id} {status.status}: "
+                    f"{status.error or 'no error message from the backend'}"
+                )
+            self._check_timeout(job_id, started, timeout)
+            interval = self.poll_interval if new else min(
+                interval * self.backoff, self.max_poll_interval
+            )
+            self.sleep(interval)
+
+    def _check_timeout(self, job_id: str, started: float, timeout: float | None) -> None:
+        if timeout is not None and self.clock() - started >= timeout:
+            raise FineTuneError(
+                f"job {job_id} still running after {timeout:.0f}s; it continues remotely — "
+                f"`ragft finetune status {job_id}` or follow it again later"
+            )
+
+    # -- other operations ----------------------------------------------------------------
+    def status(self, job_id: str) -> JobStatus:
+        """Fetch the job's current state and store it."""
+        job = self._record(job_id)
+        status = self.backend.retrieve_job(job_id)
+        job = self._save(replace(job, status=status))
+        if status.status == "succeeded":
+            self._record_usage(job)
+        return status
+
+    def events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
+        """The job's most recent events, oldest first."""
+        return self.backend.list_events(job_id, limit=limit)
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The job's checkpoints."""
+        return self.backend.list_checkpoints(job_id)
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel the job and store the resulting state."""
+        job = self._record(job_id)
+        status = self.backend.cancel_job(job_id)
+        self._save(replace(job, status=status))
+        return status
