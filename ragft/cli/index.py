@@ -1,0 +1,99 @@
+"""``ragft index`` (build/update the knowledge base) and ``ragft search`` (query it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ragft.components import build_meter, build_retriever, open_knowledge_base
+from ragft.config import load_config
+from ragft.metering.meter import RollUp
+
+__all__ = ["register", "run_index", "run_search"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``index`` and ``search`` commands."""
+    p = subparsers.add_parser(
+        "index",
+        help="build or update the knowledge base from a corpus directory",
+        description="Sync the index with a corpus directory: only added or changed documents "
+        "are chunked and embedded (cached embeddings are reused), then the index is saved "
+        "atomically.",
+    )
+    p.add_argument("dir", nargs="?", help="corpus directory (default: [index] corpus in the config)")
+    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    p.add_argument("--rebuild", action="store_true", help="start from an empty index")
+    p.add_argument("--kind", choices=("auto", "flat", "hnsw"), help="vector index structure")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_index)
+
+    s = subparsers.add_parser(
+        "search",
+        help="show the passages retrieved for a query",
+        description="Retrieve passages from the knowledge base (no model is asked to answer).",
+    )
+    s.add_argument("query", help="the question or keywords")
+    s.add_argument("--config", help="TOML config file")
+    s.add_argument("-k", "--top-k", type=int, default=None, help="number of hits (default: config)")
+    s.add_argument("--mode", choices=("hybrid", "dense", "bm25"), help="retrieval mode")
+    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.set_defaults(func=run_search)
+
+
+def _format_cost(roll: RollUp) -> str:
+    if roll.unpriced_calls:
+        return "cost unknown: unpriced model"
+    return f"${roll.cost_usd:.6f}"
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Sync the knowledge base and print what changed."""
+    cfg = load_config(args.config)
+    meter = build_meter(cfg)
+    kb = open_knowledge_base(cfg, meter, rebuild=args.rebuild, kind=args.kind)
+    corpus = cfg.path(args.dir) if args.dir else cfg.corpus_path
+    report = kb.sync(corpus, progress=not args.quiet)
+    roll = meter.rollup()["all"] if meter.records else RollUp()
+    print(
+        f"added {len(report.added)}, changed {len(report.changed)}, "
+        f"removed {len(report.removed)}, unchanged {len(report.unchanged)} documents; "
+        f"embedded {report.embedded_chunks} chunks ({report.usage.embedding_tokens} tokens, "
+        f"{_format_cost(roll)})"
+    )
+    if not args.quiet:
+        stats = kb.stats()
+        print(
+            f"index: {stats['chunks']} chunks from {stats['documents']} documents, "
+            f"{stats['kind']} ({stats['embedder']}) at {stats['path']}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Print the ranked hits for a query."""
+    cfg = load_config(args.config)
+    meter = build_meter(cfg)
+    kb = open_knowledge_base(cfg, meter, create=False)
+    overrides: dict[str, Any] = {}
+    if args.mode:
+        overrides["mode"] = args.mode
+    if args.top_k:
+        overrides["top_k"] = args.top_k
+    retriever = build_retriever(cfg, kb, **overrides)
+    hits = retriever.retrieve(args.query)
+    if args.json:
+        print(json.dumps([h.source.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no passages found")
+        return 0
+    for rank, hit in enumerate(hits, start=1):
+        src = hit.source
+        where = f"{src.document}" + (f" ({hit.chunk.heading})" if hit.chunk.heading else "")
+        print(f"{rank}. {where}  score={src.score:.4f}")
+        print(f"   {src.snippet}")
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, side-by-side runs, cost projections and the decision framework."""

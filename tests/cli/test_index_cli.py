@@ -1,0 +1,87 @@
+"""``ragft index`` and ``ragft search`` end to end, with a temporary home per test."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from ragft.cli import index as index_cli
+
+DOCS = {
+    "travel.md": "# Travel\n\n## Meals\n\nThe meal per diem is $75 per day.\n",
+    "leave.md": "# Leave\n\nEmployees receive 25 days of paid vacation each year.\n",
+}
+
+
+def run(argv: list[str]) -> int:
+    # The command module on its own: the full `ragft` parser also needs every other command
+    # module, which other parts of the project provide.
+    parser = argparse.ArgumentParser(prog="ragft")
+    index_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text)
+    path = tmp_path / "ragft.toml"
+    path.write_text(
+        'home = "home"\n'
+        '[backend]\nprovider = "local"\n'
+        '[models]\nembedding = "local/hashing-256"\n'
+        '[index]\ncorpus = "corpus"\nchunk_tokens = 64\nchunk_overlap = 8\n'
+    )
+    return path
+
+
+def test_index_reports_changes_and_costs(config, capsys) -> None:
+    assert run(["index", "--config", str(config), "--quiet"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("added 2, changed 0, removed 0, unchanged 0 documents; embedded 2 chunks (")
+    assert out.endswith("tokens, $0.000000)")  # local models are free
+    assert (config.parent / "home" / "index" / "vectors" / "manifest.json").is_file()
+    assert (config.parent / "home" / "ledger.jsonl").is_file()
+
+    assert run(["index", "--config", str(config), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "added 0, changed 0, removed 0, unchanged 2 documents; embedded 0 chunks (0 tokens, $0.000000)"
+    )
+    (config.parent / "corpus" / "leave.md").unlink()
+    assert run(["index", "--config", str(config), "--quiet", "--rebuild", "--kind", "hnsw"]) == 0
+    assert capsys.readouterr().out.startswith("added 1, changed 0, removed 0, unchanged 0")
+
+
+def test_index_takes_a_directory_argument(config, tmp_path, capsys) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "one.txt").write_text("A single plain text document.")
+    assert run(["index", str(other), "--config", str(config), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("added 1,")
+
+
+def test_search_prints_ranked_hits_and_json(config, capsys) -> None:
+    run(["index", "--config", str(config), "--quiet"])
+    capsys.readouterr()
+    assert run(["search", "meal per diem", "--config", str(config), "-k", "1", "--mode", "bm25"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1. travel.md (Travel > Meals)  score=")
+    assert "The meal per diem is $75 per day." in out
+
+    assert run(["search", "vacation days", "--config", str(config), "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["document"] == "leave.md"
+    assert set(hits[0]) == {"chunk_id", "document", "score", "snippet", "title", "position"}
+
+
+def test_search_without_an_index_says_how_to_build_one(config) -> None:
+    from ragft.errors import IndexStoreError
+
+    with pytest.raises(IndexStoreError, match="ragft index"):
+        run(["search", "anything", "--config", str(config)])

@@ -1,0 +1,154 @@
+"""The knowledge base: incremental sync, per-document updates, persistence, costs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragft.errors import IndexStoreError, ModelUnavailableError
+from ragft.metering.meter import Meter
+from ragft.models.local import HashingEmbedder
+from ragft.rag.documents import Document
+from ragft.rag.knowledge import KnowledgeBase
+
+
+def open_kb(path, embedder, **kw) -> KnowledgeBase:
+    return KnowledgeBase.open(path, embedder, chunk_tokens=60, chunk_overlap=10, **kw)
+
+
+def test_first_sync_adds_everything_and_saves(tmp_path, corpus_dir, embedder) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    report = kb.sync(corpus_dir, progress=False)
+    assert len(report.added) == 4 and not (report.changed or report.removed or report.unchanged)
+    assert report.indexed_chunks == len(kb) == report.embedded_chunks > 4
+    assert report.usage.embedding_tokens > 0
+    assert (tmp_path / "kb" / "vectors" / "manifest.json").is_file()
+    assert (tmp_path / "kb" / "embeddings.sqlite").is_file()
+    assert report.summary().startswith("added 4, changed 0, removed 0, unchanged 0 documents")
+
+
+def test_resync_of_an_unchanged_corpus_embeds_nothing(tmp_path, corpus_dir, embedder) -> None:
+    meter = Meter()
+    kb = open_kb(tmp_path / "kb", meter.embedder(embedder))
+    kb.sync(corpus_dir, progress=False)
+    calls = len(meter.records)
+    reopened = open_kb(tmp_path / "kb", meter.embedder(embedder))
+    report = reopened.sync(corpus_dir, progress=False)
+    assert len(report.unchanged) == 4 and not report.modified
+    assert report.embedded_chunks == 0 and report.usage.embedding_tokens == 0
+    assert len(meter.records) == calls  # not a single metered embedding call
+
+
+def test_sync_reports_added_changed_removed_and_embeds_only_new_text(
+    tmp_path, corpus_dir, embedder
+) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    travel = corpus_dir / "policies" / "travel.md"
+    travel.write_text(travel.read_text().replace("$220", "$250"))
+    (corpus_dir / "product" / "webhooks.md").unlink()
+    (corpus_dir / "faq.jsonl").write_text('{"id": "q1", "text": "Badges are issued at reception."}\n')
+    before = embedder.texts_embedded
+    report = kb.sync(corpus_dir, progress=False)
+    assert report.added == ("faq.jsonl#q1",)
+    assert report.changed == ("policies/travel.md",)
+    assert report.removed == ("product/webhooks.md",)
+    assert set(report.unchanged) == {"org/glossary.txt", "policies/leave.md"}
+    # Only the edited Hotels chunk and the new record are embedded; the travel document's
+    # other chunks come from the cache.
+    assert report.embedded_chunks == 2 == embedder.texts_embedded - before
+    assert report.indexed_chunks == len(kb.index.chunks_of("policies/travel.md")) + 1
+    assert "product/webhooks.md" not in kb.document_ids()
+    hotel = kb.retriever(mode="bm25", top_k=1).retrieve("hotel night cap")[0]
+    assert "$250" in hotel.chunk.text
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_deleted_documents_disappear_from_dense_and_bm25_results(
+    tmp_path, corpus_dir, embedder, mode
+) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    retriever = kb.retriever(mode=mode, top_k=10)
+    assert any(h.chunk.document_id == "product/webhooks.md" for h in retriever.retrieve("webhooks retried"))
+    assert kb.delete_document("product/webhooks.md") is True
+    assert kb.delete_document("product/webhooks.md") is False
+    for k in (kb, open_kb(tmp_path / "kb", embedder)):  # in memory and after reloading
+        hits = k.retriever(mode=mode, top_k=10).retrieve("webhooks retried")
+        assert all(h.chunk.document_id != "product/webhooks.md" for h in hits)
+
+
+def test_upsert_document_adds_replaces_and_skips_unchanged(tmp_path, corpus_dir, embedder) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    doc = Document.from_text("notes/new.md", "# Badges\n\nBadges are issued at reception.")
+    assert kb.upsert_document(doc).added == ("notes/new.md",)
+    assert kb.upsert_document(doc).unchanged == ("notes/new.md",)
+    edited = Document.from_text("notes/new.md", "# Badges\n\nBadges are issued by security.")
+    report = kb.upsert_document(edited)
+    assert report.changed == ("notes/new.md",) and report.embedded_chunks == 1
+    reloaded = open_kb(tmp_path / "kb", embedder)
+    (chunk,) = reloaded.index.chunks_of("notes/new.md")
+    assert "security" in chunk.text
+    assert reloaded.bm25.search("security badges", 1)[0][0].id == chunk.id
+
+
+def test_rebuild_starts_empty_but_reuses_cached_embeddings(tmp_path, corpus_dir, embedder) -> None:
+    open_kb(tmp_path / "kb", embedder).sync(corpus_dir, progress=False)
+    before = embedder.texts_embedded
+    report = open_kb(tmp_path / "kb", embedder, rebuild=True).sync(corpus_dir, progress=False)
+    assert len(report.added) == 4 and report.embedded_chunks == 0
+    assert report.usage.embedding_tokens == 0 and embedder.texts_embedded == before
+
+
+def test_changed_chunking_settings_rechunk_every_document(tmp_path, corpus_dir, embedder) -> None:
+    open_kb(tmp_path / "kb", embedder).sync(corpus_dir, progress=False)
+    kb = KnowledgeBase.open(tmp_path / "kb", embedder, chunk_tokens=30, chunk_overlap=5)
+    report = kb.sync(corpus_dir, progress=False)
+    assert len(report.changed) == 4
+    assert all(c.token_count <= 30 for c in kb.index.chunks())
+    again = KnowledgeBase.open(tmp_path / "kb", embedder, chunk_tokens=30, chunk_overlap=5)
+    assert len(again.sync(corpus_dir, progress=False).unchanged) == 4
+
+
+def test_an_index_from_another_embedder_is_refused(tmp_path, corpus_dir, embedder) -> None:
+    open_kb(tmp_path / "kb", embedder).sync(corpus_dir, progress=False)
+    with pytest.raises(IndexStoreError, match=r"ragft index --rebuild"):
+        open_kb(tmp_path / "kb", HashingEmbedder(64))
+    with pytest.raises(IndexStoreError, match="ragft index"):
+        open_kb(tmp_path / "missing", embedder, create=False)
+
+
+class FailingEmbedder(HashingEmbedder):
+    """Fails on the call after ``ok_calls`` successful ones, like an API outage mid-sync."""
+
+    def __init__(self, ok_calls: int):
+        super().__init__(128)
+        self.ok_calls = ok_calls
+
+    def embed(self, texts, *, kind="document"):
+        if self.ok_calls <= 0:
+            raise ModelUnavailableError("503 from the embeddings endpoint")
+        self.ok_calls -= 1
+        return super().embed(texts, kind=kind)
+
+
+def test_a_failed_embedding_call_leaves_the_index_unchanged(tmp_path, corpus_dir, embedder) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    (corpus_dir / "new.md").write_text("# New\n\nSomething entirely new.")
+    failing = open_kb(tmp_path / "kb", FailingEmbedder(0))
+    with pytest.raises(ModelUnavailableError):
+        failing.sync(corpus_dir, progress=False)
+    assert "new.md" not in failing.document_ids()
+    assert len(open_kb(tmp_path / "kb", embedder).document_ids()) == 4
+
+
+def test_stats_and_kind(tmp_path, corpus_dir, embedder) -> None:
+    kb = KnowledgeBase.open(tmp_path / "kb", embedder, kind="hnsw", chunk_tokens=60, chunk_overlap=10)
+    kb.sync(corpus_dir, progress=False)
+    stats = kb.stats()
+    assert stats["kind"] == "hnsw" and stats["documents"] == 4
+    assert stats["chunking"] == {"max_tokens": 60, "overlap": 10, "model": "text-embedding-3-small"}
+    assert stats["cached_embeddings"] == stats["chunks"]
+    flat = KnowledgeBase.open(tmp_path / "kb", embedder, kind="flat", chunk_tokens=60, chunk_overlap=10)
+    assert flat.index.kind == "flat" and len(flat) == len(kb)
