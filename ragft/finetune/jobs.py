@@ -793,15 +793,22 @@ class JobManager:
                         replace(job, job_id=found.id, status=found, step="created")
                     )
         job = self._save(replace(job, step="creating_job"))
-        status = self.backend.create_job(
-            model=job.model,
-            training_file=str(job.training_file_id),
-            validation_file=job.validation_file_id,
-            suffix=job.suffix,
-            seed=job.seed,
-            hyperparameters={"n_epochs": job.epochs},
-            metadata=metadata,
-        )
+        try:
+            status = self.backend.create_job(
+                model=job.model,
+                training_file=str(job.training_file_id),
+                validation_file=job.validation_file_id,
+                suffix=job.suffix,
+                seed=job.seed,
+                hyperparameters={"n_epochs": job.epochs},
+                metadata=metadata,
+            )
+        except FineTuneBackendUnavailable:
+            raise  # outcome unknown (timeout, 5xx): keep "creating_job" so a retry looks first
+        except FineTuneError:
+            # A definite refusal (403, 400): no job exists, nothing to look for next time.
+            self._save(replace(job, step="new"))
+            raise
         return self._save(replace(job, job_id=status.id, status=status, step="created"))
 
     # -- following -----------------------------------------------------------------------
@@ -836,8 +843,11 @@ class JobManager:
         status = job.status
         if self.meter is None or job.usage_recorded or status is None or not status.trained_tokens:
             return job
+        # The backend's model id (a dated snapshot, the local embedder) is what was trained
+        # and what the price table resolves; the requested alias may not be priced.
         self.meter.record(
-            Usage(model=job.model, kind="training", training_tokens=int(status.trained_tokens)),
+            Usage(model=status.model or job.model, kind="training",
+                  training_tokens=int(status.trained_tokens)),
             latency_s=0.0,
             purpose="fine-tune",
         )

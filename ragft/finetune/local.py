@@ -56,6 +56,7 @@ from ragft.finetune.storage import (
     atomic_write_bytes,
     atomic_write_json,
     file_sha256,
+    locked,
     publish_directory,
     read_json,
 )
@@ -737,7 +738,6 @@ class LocalFineTuneBackend:
         self.adapter_identity_l2 = adapter_identity_l2
         self._lock = threading.RLock()
         self._running: set[str] = set()
-        self._threads: dict[str, threading.Thread] = {}
 
     # -- storage -------------------------------------------------------------------------
     @property
@@ -768,7 +768,8 @@ class LocalFineTuneBackend:
     def _update(self, job_id: str, *, message: str | None = None, level: str = "info",
                 data: Mapping[str, Any] | None = None, event_type: str = "message",
                 **status: Any) -> None:
-        with self._lock:
+        # The file lock also covers another process cancelling the job meanwhile.
+        with self._lock, locked(self._job_path(job_id)):
             record = self._read(job_id)
             record["status"].update(status)
             event = None
@@ -850,7 +851,6 @@ class LocalFineTuneBackend:
         if self.background:
             thread = threading.Thread(target=self._run, args=(job_id,), daemon=True,
                                       name=f"ragft-{job_id}")
-            self._threads[job_id] = thread
             thread.start()
         else:
             self._run(job_id)
@@ -896,19 +896,23 @@ class LocalFineTuneBackend:
                            created_at=status.finished_at)]
 
     def cancel_job(self, job_id: str) -> JobStatus:
-        """Stop a running job at its next training step (or now, when not yet running)."""
-        with self._lock:
+        """Request cancellation; a job training now stops at its next step.
+
+        Like OpenAI's endpoint this returns at once: poll :meth:`retrieve_job` (or
+        ``JobManager.follow``) to see the job reach ``cancelled``.
+        """
+        with locked(self._job_path(job_id)):
             record = self._read(job_id)
-            if JobStatus.from_dict(record["status"]).terminal:
-                return JobStatus.from_dict(record["status"])
+            status = JobStatus.from_dict(record["status"])
+            if status.terminal:
+                return status
             record["cancel_requested"] = True
             self._write(record)
-        if job_id not in self._running:
+        pid = int(record.get("pid", 0))
+        training = job_id in self._running or (pid != os.getpid() and _pid_alive(pid))
+        if not training:
             self._update(job_id, message="Job cancelled", status="cancelled",
                          finished_at=self.clock())
-        thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout=30)
         return self.retrieve_job(job_id)
 
     # -- training ------------------------------------------------------------------------
