@@ -273,13 +273,16 @@ class ModelRegistry:
             current = entry.get("promoted")
             if current is None:
                 raise RegistryError(f"model {name!r} has no promoted version to roll back")
-            withdrawn = {h["version"] for h in entry["history"] if h["action"] == "rollback"}
-            withdrawn.add(current)
-            target = None
-            for h in reversed(entry["history"]):
-                if h["action"] == "promote" and h["version"] not in withdrawn:
-                    target = h["version"]
-                    break
+            # Replay the history as a stack: a promotion pushes, a rollback pops. What lies
+            # under the current version is what was live before it.
+            stack: list[int] = []
+            for h in entry["history"]:
+                if h["action"] == "promote" and (not stack or stack[-1] != h["version"]):
+                    stack.append(h["version"])
+                elif h["action"] == "rollback" and stack:
+                    stack.pop()
+            below = [v for v in stack[:-1] if v != current]
+            target = below[-1] if below else None
             if target is None:
                 raise RegistryError(
                     f"model {name!r}: no earlier promoted version to roll back to from "
