@@ -1,0 +1,755 @@
+"""Side-by-side evaluation: every strategy answers the same questions; quality, cost and latency
+are measured per question and summarised per strategy.
+
+:func:`run_eval` produces an :class:`EvalResult`: one :class:`QuestionRecord` per (strategy,
+question) and one :class:`StrategySummary` per strategy. A strategy that raises on a question
+gets an ``error`` record for it and the run goes on, so nothing already measured is lost.
+
+Costs are traceable to the ledger. The harness opens a meter scope around every answer that
+tags each model call with ``eval_run`` (this run's id), ``eval_strategy`` (the strategy's key in
+the mapping) and ``query`` (the question id). At the end it re-reads the meter's
+:class:`~ragft.metering.meter.Ledger` (or the meter's in-memory records when it has none), rolls
+the run's calls up by ``eval_strategy`` and checks that every strategy's ledger total equals
+the sum of its per-question costs to 1e-9 (:class:`CostCheck`). The strategy's own ``strategy``
+tag is kept too, but the roll-up uses ``eval_strategy`` because two entries of the mapping may
+be instances of one strategy with the same name (``rag`` with top-3 and top-10). Calls that a
+failing strategy made before it raised are still counted: the scope collects them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ragft.answer import Answer, CallRecord
+from ragft.errors import EvaluationError
+from ragft.eval.judge import LLMJudge
+from ragft.eval.quality import score_answer
+from ragft.eval.questions import Question
+from ragft.metering.meter import Meter, RollUp
+from ragft.strategies.base import Strategy
+
+__all__ = [
+    "COST_TOLERANCE",
+    "CostCheck",
+    "EvalResult",
+    "QuestionRecord",
+    "StrategySummary",
+    "format_table",
+    "plot_quality_vs_cost",
+    "route_key",
+    "run_eval",
+    "summarize",
+]
+
+#: Largest allowed difference (USD) between a strategy's ledger total and its answers' sum.
+COST_TOLERANCE = 1e-9
+RESULT_FORMAT = "ragft-eval"
+RESULT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionRecord:
+    """One strategy's answer to one question, with every metric, its cost and latency.
+
+    ``outcome`` is ``answered``, ``correct_abstention``, ``hallucination``,
+    ``false_abstention`` (see :mod:`ragft.eval.quality`) or ``error``. Metrics that do not
+    apply are ``None``. ``documents`` are the answer's source documents in rank order;
+    ``cost_usd`` and the token counts cover every metered call made for the answer (including
+    calls made before an error).
+    """
+
+    strategy: str
+    qid: str
+    kind: str
+    question: str
+    gold: str
+    answer: str
+    route: str
+    route_key: str
+    outcome: str
+    abstained: bool
+    confidence: float | None
+    documents: tuple[str, ...]
+    exact_match: float | None
+    f1: float | None
+    contains: float | None
+    citation_precision: float | None
+    citation_recall: float | None
+    recall_at_k: float | None
+    cost_usd: float
+    unpriced_calls: int
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    embedding_tokens: int
+    total_tokens: int
+    latency_s: float
+    error: str | None = None
+    judge_score: int | None = None
+    judge_error: str | None = None
+    gold_sources: tuple[str, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        """False for out-of-scope questions."""
+        return self.kind != "out_of_scope"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["documents"] = list(self.documents)
+        data["gold_sources"] = list(self.gold_sources)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuestionRecord:
+        """Inverse of :meth:`to_dict` (unknown keys ignored, so newer files stay readable)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["documents"] = tuple(values.get("documents") or ())
+        values["gold_sources"] = tuple(values.get("gold_sources") or ())
+        return cls(**values)
+
+
+#: CSV column order (per-question rows); long text last so the numbers stay readable.
+CSV_COLUMNS: tuple[str, ...] = (
+    "strategy", "qid", "kind", "outcome", "abstained", "error", "exact_match", "f1", "contains",
+    "judge_score", "citation_precision", "citation_recall", "recall_at_k", "cost_usd",
+    "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
+    "total_tokens", "latency_s", "confidence", "route_key", "route", "documents",
+    "gold_sources", "answer", "gold", "question",
+)  # fmt: skip
+
+
+def route_key(route: str) -> str:
+    """The first decision in a route string, for counting the route mix.
+
+    ``"router: procedural (0.93) -> finetuned | ..."`` -> ``"router: procedural"``;
+    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated
+    (its route continues after ``" | "``) -> ``"cascade: fallback"``; a simple strategy ->
+    its kind (``"rag"``), or ``"rag: abstain"`` when its route ends in an abstention.
+    """
+    head = route.split(" | ", 1)[0].strip()
+    kind, sep, rest = head.partition(":")
+    kind = kind.strip()
+    if not sep or not kind:
+        return head[:40] or "-"
+    rest = rest.strip()
+    if kind == "cascade":
+        return "cascade: fallback" if " | " in route else "cascade: kept"
+    if kind == "router":
+        label = re.match(r"([\w-]+) \(", rest)
+        if label:
+            return f"router: {label.group(1)}"
+        default = re.search(r"-> default (\S+)", rest)
+        return f"router: default ({default.group(1)})" if default else "router: default"
+    if re.search(r"->\s*abstain\b", head):
+        return f"{kind}: abstain"
+    return kind
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True, slots=True)
+class StrategySummary:
+    """Per-strategy aggregates over its :class:`QuestionRecord` list.
+
+    Quality means (``exact_match``, ``f1``, ``contains``, ``judge``) are over answerable
+    questions, where an abstention or an error scores 0. ``citation_*`` average over answered
+    questions that cite something; ``recall_at_k`` over answerable questions with gold sources
+    (a question where nothing was retrieved scores 0) and is ``None`` (n/a) for a strategy that
+    never returned a source. Rates: ``abstention_rate_oos`` and ``hallucination_rate_oos`` over
+    out-of-scope questions, ``false_abstention_rate`` over answerable ones. ``cost_per_query``
+    is the total cost over all questions divided by their number.
+    """
+
+    strategy: str
+    n: int
+    n_answerable: int
+    n_out_of_scope: int
+    errors: int
+    exact_match: float | None
+    f1: float | None
+    contains: float | None
+    judge: float | None
+    citation_precision: float | None
+    citation_recall: float | None
+    recall_at_k: float | None
+    mean_k: float | None
+    cost_total: float
+    cost_per_query: float
+    unpriced_calls: int
+    tokens_per_query: float
+    latency_p50: float | None
+    latency_p95: float | None
+    route_mix: dict[str, int]
+    abstention_rate_oos: float | None
+    hallucination_rate_oos: float | None
+    false_abstention_rate: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StrategySummary:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def quality(self, metric: str = "f1") -> float | None:
+        """The named quality figure (``f1``, ``exact_match``, ``contains`` or ``judge``)."""
+        if metric not in ("f1", "exact_match", "contains", "judge"):
+            raise EvaluationError(f"unknown quality metric {metric!r}; use f1, exact_match, contains or judge")
+        return getattr(self, metric)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    # Linear interpolation between closest ranks (numpy's default), without needing numpy here.
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(strategy: str, records: Sequence[QuestionRecord]) -> StrategySummary:
+    """Aggregate one strategy's records (see :class:`StrategySummary` for the definitions)."""
+    answerable = [r for r in records if r.answerable]
+    oos = [r for r in records if not r.answerable]
+    ok = [r for r in records if r.error is None]
+
+    def quality(attr: str) -> float | None:
+        return _mean([getattr(r, attr) or 0.0 for r in answerable])
+
+    judged = [r.judge_score for r in answerable if r.judge_score is not None]
+    has_retrieval = any(r.documents for r in records)
+    with_gold = [r for r in answerable if r.gold_sources]
+    outcomes = Counter(r.outcome for r in records)
+    cost_total = sum(r.cost_usd for r in records)
+    return StrategySummary(
+        strategy=strategy,
+        n=len(records),
+        n_answerable=len(answerable),
+        n_out_of_scope=len(oos),
+        errors=outcomes["error"],
+        exact_match=quality("exact_match"),
+        f1=quality("f1"),
+        contains=quality("contains"),
+        judge=_mean([float(s) for s in judged]),
+        citation_precision=_mean(
+            [r.citation_precision for r in answerable if r.citation_precision is not None]
+        ),
+        citation_recall=_mean([r.citation_recall for r in answerable if r.citation_recall is not None]),
+        recall_at_k=_mean([r.recall_at_k or 0.0 for r in with_gold]) if has_retrieval else None,
+        mean_k=_mean([float(len(r.documents)) for r in ok if r.documents]) if has_retrieval else None,
+        cost_total=cost_total,
+        cost_per_query=cost_total / len(records) if records else 0.0,
+        unpriced_calls=sum(r.unpriced_calls for r in records),
+        tokens_per_query=sum(r.total_tokens for r in records) / len(records) if records else 0.0,
+        latency_p50=_percentile([r.latency_s for r in ok], 50),
+        latency_p95=_percentile([r.latency_s for r in ok], 95),
+        route_mix=dict(Counter(r.route_key for r in records).most_common()),
+        abstention_rate_oos=outcomes["correct_abstention"] / len(oos) if oos else None,
+        hallucination_rate_oos=outcomes["hallucination"] / len(oos) if oos else None,
+        false_abstention_rate=(
+            outcomes["false_abstention"] / len(answerable) if answerable else None
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CostCheck:
+    """A strategy's cost from its answers vs. from the ledger. ``ok`` when they agree to
+    :data:`COST_TOLERANCE` and the call counts match."""
+
+    answers_usd: float
+    ledger_usd: float
+    answer_calls: int
+    ledger_calls: int
+    ok: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- result
+
+
+def _atomic_write(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``,
+    so a reader never sees half a result file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+@dataclass
+class EvalResult:
+    """Everything one evaluation run measured; round-trips through :meth:`to_json` /
+    :meth:`from_json`."""
+
+    run_id: str
+    created_at: str
+    strategies: tuple[str, ...]
+    question_ids: tuple[str, ...]
+    records: list[QuestionRecord]
+    summaries: dict[str, StrategySummary]
+    cost_check: dict[str, CostCheck] = field(default_factory=dict)
+    ledger_path: str | None = None
+    judge: str | None = None
+    #: Free-form context: strategy kinds, config path, question file, versions.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def costs_traced(self) -> bool:
+        """True when every strategy's ledger cost equals the sum over its answers."""
+        return all(c.ok for c in self.cost_check.values())
+
+    def records_for(self, strategy: str) -> list[QuestionRecord]:
+        """The records of ``strategy``, in question order."""
+        if strategy not in self.summaries:
+            raise EvaluationError(
+                f"strategy {strategy!r} is not in this result; it has {', '.join(self.strategies)}"
+            )
+        return [r for r in self.records if r.strategy == strategy]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "strategies": list(self.strategies),
+            "question_ids": list(self.question_ids),
+            "ledger_path": self.ledger_path,
+            "judge": self.judge,
+            "meta": self.meta,
+            "summaries": {k: v.to_dict() for k, v in self.summaries.items()},
+            "cost_check": {k: v.to_dict() for k, v in self.cost_check.items()},
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
+        """Inverse of :meth:`to_dict`; raises :class:`EvaluationError` for another format."""
+        if data.get("format") != RESULT_FORMAT:
+            raise EvaluationError(
+                "not a ragft evaluation result (missing \"format\": \"ragft-eval\"); pass the "
+                "result.json written by `ragft eval`"
+            )
+        try:
+            return cls(
+                run_id=str(data["run_id"]),
+                created_at=str(data.get("created_at", "")),
+                strategies=tuple(data["strategies"]),
+                question_ids=tuple(data.get("question_ids", ())),
+                records=[QuestionRecord.from_dict(r) for r in data.get("records", [])],
+                summaries={k: StrategySummary.from_dict(v) for k, v in data["summaries"].items()},
+                cost_check={k: CostCheck(**v) for k, v in data.get("cost_check", {}).items()},
+                ledger_path=data.get("ledger_path"),
+                judge=data.get("judge"),
+                meta=dict(data.get("meta", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise EvaluationError(f"evaluation result is incomplete or malformed: {exc}") from None
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the whole result as indented JSON, atomically."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        return _atomic_write(path, text.encode("utf-8"))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> EvalResult:
+        """Read a result written by :meth:`to_json`."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text("utf-8"))
+        except FileNotFoundError:
+            raise EvaluationError(f"evaluation result {p} not found") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EvaluationError(f"cannot read evaluation result {p}: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise EvaluationError(f"evaluation result {p} is not a JSON object")
+        return cls.from_dict(data)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write one row per (strategy, question), atomically."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in self.records:
+            row = record.to_dict()
+            row["documents"] = ";".join(record.documents)
+            row["gold_sources"] = ";".join(record.gold_sources)
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+        return _atomic_write(path, buf.getvalue().encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _tokens(calls: Sequence[CallRecord]) -> dict[str, int]:
+    return {
+        "calls": len(calls),
+        "input_tokens": sum(c.usage.input_tokens for c in calls),
+        "output_tokens": sum(c.usage.output_tokens for c in calls),
+        "embedding_tokens": sum(c.usage.embedding_tokens for c in calls),
+        "total_tokens": sum(c.usage.total_tokens for c in calls),
+        "unpriced_calls": sum(1 for c in calls if c.cost_usd is None),
+    }
+
+
+def _record(
+    name: str,
+    q: Question,
+    answer: Answer | None,
+    error: str | None,
+    calls: Sequence[CallRecord],
+    elapsed: float,
+) -> QuestionRecord:
+    # Cost comes from the scope's calls, not answer.cost_usd: they are the same for a
+    # successful answer, and the scope also holds the calls of an answer that failed midway.
+    cost = sum(c.cost_usd for c in calls if c.cost_usd is not None)
+    common: dict[str, Any] = {
+        "strategy": name,
+        "qid": q.id,
+        "kind": q.kind,
+        "question": q.question,
+        "gold": q.answer,
+        "gold_sources": q.sources,
+        "cost_usd": cost,
+        **_tokens(calls),
+    }
+    if answer is None:
+        zero = 0.0 if q.answerable else None  # a failure on an answerable question is a miss
+        return QuestionRecord(
+            **common, answer="", route="", route_key="error", outcome="error", abstained=False,
+            confidence=None, documents=(), exact_match=zero, f1=zero, contains=zero,
+            citation_precision=None, citation_recall=None, recall_at_k=None,
+            latency_s=elapsed, error=error,
+        )  # fmt: skip
+    documents = tuple(s.document for s in answer.sources)
+    scores = score_answer(
+        answerable=q.answerable,
+        golds=q.golds,
+        gold_sources=q.sources,
+        prediction=answer.text,
+        abstained=answer.abstained,
+        documents=documents,
+    )
+    return QuestionRecord(
+        **common,
+        answer=answer.text,
+        route=answer.route,
+        route_key=route_key(answer.route),
+        outcome=scores.outcome,
+        abstained=answer.abstained,
+        confidence=answer.confidence,
+        documents=documents,
+        exact_match=scores.exact_match,
+        f1=scores.f1,
+        contains=scores.contains,
+        citation_precision=scores.citation_precision,
+        citation_recall=scores.citation_recall,
+        recall_at_k=scores.recall_at_k,
+        latency_s=answer.latency_s,
+    )
+
+
+def _check_inputs(strategies: Mapping[str, Strategy], questions: Sequence[Question], meter: Meter,
+                  concurrency: int) -> None:
+    if not strategies:
+        raise EvaluationError("no strategies to evaluate; pass at least one, e.g. {'rag': rag}")
+    if not questions:
+        raise EvaluationError("no questions to evaluate; check the question file and --kinds/--limit")
+    if concurrency < 1:
+        raise EvaluationError(f"concurrency must be >= 1, got {concurrency}")
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise EvaluationError(f"duplicate question ids {dupes[:5]}; ids must be unique")
+    for name, strategy in strategies.items():
+        own = getattr(strategy, "meter", meter)
+        if own is not meter:
+            raise EvaluationError(
+                f"strategy {name!r} records its calls on another meter, so its cost could not "
+                "be traced; build every strategy with the meter passed to run_eval"
+            )
+
+
+def _cost_check(
+    run_id: str, meter: Meter, records: Sequence[QuestionRecord], names: Sequence[str]
+) -> tuple[dict[str, CostCheck], dict[str, RollUp]]:
+    # Re-read the ledger from disk: it, not the in-memory answers, is the source of truth.
+    source = meter.ledger.read() if meter.ledger is not None else meter.records
+    groups: dict[str, list[CallRecord]] = {}
+    for rec in source:
+        if rec.tags.get("eval_run") != run_id:
+            continue
+        key = rec.tags.get("eval_strategy") or f"judge:{rec.tags.get('eval_judge', '-')}"
+        groups.setdefault(key, []).append(rec)
+    rolls = {k: RollUp.of(v) for k, v in groups.items()}
+    checks = {}
+    for name in names:
+        mine = [r for r in records if r.strategy == name]
+        answers_usd = sum(r.cost_usd for r in mine)
+        answer_calls = sum(r.calls for r in mine)
+        roll = rolls.get(name, RollUp())
+        checks[name] = CostCheck(
+            answers_usd=answers_usd,
+            ledger_usd=roll.cost_usd,
+            answer_calls=answer_calls,
+            ledger_calls=roll.calls,
+            ok=abs(answers_usd - roll.cost_usd) <= COST_TOLERANCE and answer_calls == roll.calls,
+        )
+    return checks, rolls
+
+
+def run_eval(
+    strategies: Mapping[str, Strategy],
+    questions: Sequence[Question],
+    *,
+    meter: Meter,
+    concurrency: int = 1,
+    progress: bool = True,
+    judge: LLMJudge | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> EvalResult:
+    """Run every strategy over the same ``questions`` and measure them side by side.
+
+    Strategies run one after another (so one's load does not distort another's latency);
+    within a strategy up to ``concurrency`` questions run on threads. Every strategy must
+    record on ``meter``. ``judge`` (optional, costs model calls) grades answered questions
+    1-5; an abstention on an answerable question gets 1 without a call. A progress bar goes
+    to stderr unless ``progress=False``.
+    """
+    _check_inputs(strategies, questions, meter, concurrency)
+    run_id = uuid.uuid4().hex[:12]
+    names = list(strategies)
+    records: list[QuestionRecord] = []
+
+    def one(name: str, strategy: Strategy, q: Question) -> QuestionRecord:
+        start = time.perf_counter()
+        answer: Answer | None = None
+        error: str | None = None
+        with meter.collect(eval_run=run_id, eval_strategy=name, query=q.id) as scope:
+            try:
+                answer = strategy.answer(q.question, query_id=q.id)
+            except Exception as exc:  # noqa: BLE001 - one failing question must not end the run
+                error = f"{type(exc).__name__}: {exc}"
+        record = _record(name, q, answer, error, list(scope.records), time.perf_counter() - start)
+        if judge is not None and answer is not None and q.answerable:
+            record = _judged(record, q, answer, name)
+        return record
+
+    def _judged(record: QuestionRecord, q: Question, answer: Answer, name: str) -> QuestionRecord:
+        if answer.abstained:
+            return replace(record, judge_score=1)
+        assert judge is not None
+        with meter.collect(eval_run=run_id, eval_judge=name, query=q.id):
+            try:
+                verdict = judge.judge(q.question, q.answer, answer.text)
+            except Exception as exc:  # noqa: BLE001 - a judge failure loses only the grade
+                return replace(record, judge_error=f"{type(exc).__name__}: {exc}")
+        if verdict.score is None:
+            return replace(record, judge_error=f"unparsable judge reply {verdict.raw[:60]!r}")
+        return replace(record, judge_score=verdict.score)
+
+    bar = tqdm(
+        total=len(names) * len(questions), desc="eval", unit="q", file=sys.stderr,
+        disable=not progress, dynamic_ncols=True,
+    )  # fmt: skip
+    try:
+        for name in names:
+            strategy = strategies[name]
+            bar.set_postfix_str(name)
+            if concurrency == 1:
+                batch = []
+                for q in questions:
+                    batch.append(one(name, strategy, q))
+                    bar.update(1)
+            else:
+                slots: list[QuestionRecord | None] = [None] * len(questions)
+                with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                    futures = {pool.submit(one, name, strategy, q): i for i, q in enumerate(questions)}
+                    for future in as_completed(futures):
+                        slots[futures[future]] = future.result()
+                        bar.update(1)
+                batch = [r for r in slots if r is not None]
+            records.extend(batch)
+    finally:
+        bar.close()
+
+    cost_check, _ = _cost_check(run_id, meter, records, names)
+    kinds = {name: getattr(s, "kind", type(s).__name__) for name, s in strategies.items()}
+    return EvalResult(
+        run_id=run_id,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        strategies=tuple(names),
+        question_ids=tuple(q.id for q in questions),
+        records=records,
+        summaries={n: summarize(n, [r for r in records if r.strategy == n]) for n in names},
+        cost_check=cost_check,
+        ledger_path=str(meter.ledger.path) if meter.ledger is not None else None,
+        judge=judge.name if judge is not None else None,
+        meta={"strategy_kinds": kinds, **dict(meta or {})},
+    )
+
+
+# --------------------------------------------------------------------------- presenting
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _usd(value: float) -> str:
+    # Enough digits to see a per-query cost of a fraction of a cent.
+    return f"${value:.6f}" if value < 1 else f"${value:,.2f}"
+
+
+def format_table(result: EvalResult) -> str:
+    """The side-by-side table (one column per strategy), the route mix and the ledger check,
+    as aligned plain text."""
+    names = list(result.strategies)
+    s = [result.summaries[n] for n in names]
+    k = [x.mean_k for x in s if x.mean_k is not None]
+    rows: list[tuple[str, list[str]]] = [
+        ("questions (answerable/oos)", [f"{x.n} ({x.n_answerable}/{x.n_out_of_scope})" for x in s]),
+        ("errors", [str(x.errors) for x in s]),
+        ("exact match", [_fmt(x.exact_match) for x in s]),
+        ("token F1", [_fmt(x.f1) for x in s]),
+        ("contains answer", [_fmt(x.contains) for x in s]),
+    ]
+    if any(x.judge is not None for x in s):
+        rows.append(("judge score (1-5)", [_fmt(x.judge, ".2f") for x in s]))
+    rows += [
+        ("citation precision", [_fmt(x.citation_precision) for x in s]),
+        ("citation recall", [_fmt(x.citation_recall) for x in s]),
+        (f"retrieval recall@k (k~{sum(k) / len(k):.1f})" if k else "retrieval recall@k",
+         [_fmt(x.recall_at_k) for x in s]),
+        ("false abstention (answerable)", [_pct(x.false_abstention_rate) for x in s]),
+        ("abstained (out of scope)", [_pct(x.abstention_rate_oos) for x in s]),
+        ("hallucinated (out of scope)", [_pct(x.hallucination_rate_oos) for x in s]),
+        ("cost / query", [_usd(x.cost_per_query) for x in s]),
+        ("cost total", [_usd(x.cost_total) for x in s]),
+        ("tokens / query", [f"{x.tokens_per_query:,.0f}" for x in s]),
+        ("latency p50 (s)", [_fmt(x.latency_p50) for x in s]),
+        ("latency p95 (s)", [_fmt(x.latency_p95) for x in s]),
+    ]  # fmt: skip
+    label_w = max(len(label) for label, _ in rows)
+    widths = [max(len(n), *(len(cells[i]) for _, cells in rows)) for i, n in enumerate(names)]
+    lines = ["  ".join([" " * label_w, *(n.rjust(w) for n, w in zip(names, widths, strict=True))])]
+    lines.append("  ".join(["-" * label_w, *("-" * w for w in widths)]))
+    for label, cells in rows:
+        lines.append("  ".join([label.ljust(label_w), *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
+    lines.append("")
+    lines.append("route mix:")
+    for x in s:
+        mix = ", ".join(f"{key} {count / x.n:.0%}" for key, count in x.route_mix.items()) if x.n else "-"
+        lines.append(f"  {x.strategy}: {mix}")
+    unpriced = [x.strategy for x in s if x.unpriced_calls]
+    if unpriced:
+        lines.append(f"note: {', '.join(unpriced)} made unpriced calls; their cost is a lower bound")
+    where = result.ledger_path or "the meter's in-memory records (no ledger file)"
+    bad = [n for n, c in result.cost_check.items() if not c.ok]
+    if not result.cost_check:
+        lines.append("costs: not checked against a ledger")
+    elif bad:
+        for n in bad:
+            c = result.cost_check[n]
+            lines.append(
+                f"COST MISMATCH {n}: answers ${c.answers_usd:.9f} ({c.answer_calls} calls) vs "
+                f"ledger ${c.ledger_usd:.9f} ({c.ledger_calls} calls) in {where}"
+            )
+    else:
+        lines.append(f"costs: every strategy's total equals its ledger roll-up ({where})")
+    return "\n".join(lines)
+
+
+def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = "f1") -> Path:
+    """A PNG scatter: cost per query (x) against ``metric`` (y), one labelled point per strategy.
+
+    The x axis is symmetric-log so free ($0) local strategies sit on the axis next to priced
+    ones; when every strategy is free the plot says so. Uses matplotlib's Agg canvas directly,
+    never pyplot, so it works headless and leaves global state alone.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - matplotlib is an optional extra
+        raise EvaluationError("plotting needs matplotlib: pip install 'ragft[plot]'") from None
+    names = list(result.strategies)
+    xs = [result.summaries[n].cost_per_query for n in names]
+    ys = [result.summaries[n].quality(metric) for n in names]
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    positive = [x for x in xs if x > 0]
+    linthresh = min(positive) / 2 if positive else 1e-6
+    ax.set_xscale("symlog", linthresh=linthresh)
+    for name, x, y in zip(names, xs, ys, strict=True):
+        yv = 0.0 if y is None else y
+        ax.scatter([x], [yv], s=60, zorder=3)
+        ax.annotate(name, (x, yv), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    ax.set_xlim(left=0, right=max([*xs, linthresh]) * 3)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("cost per query (USD, symlog)")
+    ax.set_ylabel({"f1": "token F1", "exact_match": "exact match", "contains": "contains answer",
+                   "judge": "judge score (1-5)"}[metric])  # fmt: skip
+    if metric == "judge":
+        ax.set_ylim(0.9, 5.1)
+    ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
+    ax.grid(True, alpha=0.3)
+    if not positive:
+        ax.text(0.5, 0.02, "all strategies ran locally: $0 per query", transform=ax.transAxes,
+                ha="center", fontsize=9, style="italic")  # fmt: skip
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return _atomic_write(path, buf.getvalue())
