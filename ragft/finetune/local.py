@@ -27,6 +27,7 @@ What is trained depends on the *purpose* of the file (detected, or given as job 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -47,8 +48,8 @@ from ragft.errors import FineTuneError, TrainingDataError
 from ragft.finetune.data import (
     auto_epochs,
     detect_purpose,
+    example_key,
     read_jsonl,
-    split_examples,
     validate_examples,
 )
 from ragft.finetune.jobs import Checkpoint, JobEvent, JobStatus, UploadedFile
@@ -573,6 +574,25 @@ def train_rewriter(
     )
 
 
+def _holdout(
+    examples: Sequence[Mapping[str, Any]], fraction: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """``(kept, held_out)``: the ``fraction`` of examples with the lowest key hash, at least one.
+
+    Same hash as :func:`~ragft.finetune.data.split_examples` (stable as data grows), but an
+    exact count, so a small training file still gets a held-out measurement.
+    """
+    if len(examples) < 5:
+        return list(examples), []
+    ranked = sorted(
+        range(len(examples)),
+        key=lambda i: hashlib.sha256(f"{seed}\x00{example_key(examples[i])}".encode()).digest(),
+    )
+    held = set(ranked[: max(1, round(fraction * len(examples)))])
+    return ([ex for i, ex in enumerate(examples) if i not in held],
+            [ex for i, ex in enumerate(examples) if i in held])
+
+
 def _router_labels(train: Sequence[Mapping[str, Any]]) -> list[str]:
     from ragft.finetune.data import _ROUTER_MARKER  # the builders' prompt lists label order
 
@@ -598,7 +618,7 @@ def train_router(
 ) -> _Trained:
     """Softmax regression from embeddings of the user message to the assistant's label.
 
-    Without ``validation`` data 20% of the training set (hash split) is held out to measure
+    Without ``validation`` data 20% of the training set (by key hash) is held out to measure
     accuracy, then the model is refitted on everything so no example is wasted.
     """
     labels = _router_labels(train)
@@ -606,8 +626,7 @@ def train_router(
     held_out_internal = not validation
     fit_set, val_set = list(train), list(validation)
     if held_out_internal:
-        parts = split_examples(train, validation=0.2, test=0.0, seed=seed)
-        fit_set, val_set = parts.train, parts.validation
+        fit_set, val_set = _holdout(train, 0.2, seed)
     unknown = sorted({_assistant(ex).strip() for ex in val_set} - set(index))
     if unknown:
         raise TrainingDataError(f"validation labels {unknown} never occur in the training data")
@@ -665,8 +684,7 @@ def train_adapter(
     if not val_rows and len(rows) >= 20:
         # Hold out whole queries (not pairs) so early stopping measures generalisation.
         qids = sorted({r[2] for r in rows})
-        parts = split_examples([{"query": q} for q in qids], validation=0.15, test=0.0, seed=seed)
-        held = {d["query"] for d in parts.validation}
+        held = {d["query"] for d in _holdout([{"query": q} for q in qids], 0.15, seed)[1]}
         val_rows = [r for r in rows if r[2] in held]
         rows = [r for r in rows if r[2] not in held]
     q = _embed(embedder, [r[0] for r in rows], "query")

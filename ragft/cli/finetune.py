@@ -1,0 +1,351 @@
+"""``ragft finetune``: prepare, validate, price, start and follow fine-tuning jobs.
+
+State lives under the config's home directory: ``jobs/<backend>/`` (one JSON file per job,
+so a re-run of ``start`` resumes instead of paying twice), ``models/`` (local artifacts) and
+``registry.json`` (``--register``). The backend is ``--backend`` or the config's provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ragft.config import RagftConfig, load_config
+from ragft.errors import FineTuneError
+from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus, TrackedJob
+
+__all__ = [
+    "JOBS_DIR",
+    "MODELS_DIR",
+    "REGISTRY_FILE",
+    "backend_of_job",
+    "build_backend",
+    "build_manager",
+    "local_embedder",
+    "register",
+]
+
+JOBS_DIR = "jobs"
+MODELS_DIR = "models"
+REGISTRY_FILE = "registry.json"
+LOCAL_JOB_PREFIX = "ftjob-local-"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``finetune`` command group."""
+    p = subparsers.add_parser(
+        "finetune",
+        help="prepare data and run fine-tuning jobs (OpenAI or offline)",
+        description="Build, check and price chat fine-tuning data; start jobs on OpenAI or the "
+        "offline local backend, follow them, and register the results.",
+    )
+    sub = p.add_subparsers(dest="finetune_command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("prepare", "turn Q/A, rewrite or label pairs into chat fine-tuning JSONL", _prepare)
+    sp.add_argument("--purpose", required=True, choices=("generator", "rewriter", "router"))
+    sp.add_argument("--input", required=True, help='JSONL of {"question","answer"}, '
+                    '{"query","rewrite"} or {"query","label"}')
+    sp.add_argument("--out", required=True, help="output JSONL (with --split: OUT's stem + "
+                    ".train/.validation/.test.jsonl)")
+    sp.add_argument("--split", action="store_true", help="also write hash-based splits")
+    sp.add_argument("--validation", type=float, default=0.1, help="validation fraction")
+    sp.add_argument("--test", type=float, default=0.1, help="test fraction")
+    sp.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
+    sp.add_argument("--labels", help="router labels, comma-separated (default: those in the data)")
+    sp.add_argument("--system", help="system prompt (default: the purpose's built-in prompt)")
+
+    sp = add("validate", "check a training file line by line (cookbook checks)", _validate)
+    sp.add_argument("file")
+    sp.add_argument("--model", default="gpt-4o-mini", help="tokenizer to count with "
+                    "(default: %(default)s)")
+    sp.add_argument("--max-tokens", type=int, default=65_536, help="per-example token limit")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    sp = add("estimate", "billed training tokens and cost before starting", _estimate)
+    sp.add_argument("file")
+    sp.add_argument("--model", required=True, help="base model, e.g. gpt-4o-mini")
+    sp.add_argument("--epochs", default="auto", help="number of epochs or 'auto' (default)")
+    sp.add_argument("--max-tokens", type=int, default=65_536, help="per-example token limit")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("start", "start (or resume) a fine-tuning job", _start)
+    sp.add_argument("file", help="training JSONL")
+    sp.add_argument("--model", required=True, help="base model (`local` for --backend local)")
+    sp.add_argument("--suffix", required=True, help="name part of the resulting model id")
+    sp.add_argument("--validation-file", help="held-out JSONL reported during training")
+    sp.add_argument("--backend", choices=("local", "openai"), help="default: config provider")
+    sp.add_argument("--epochs", default="auto", help="number of epochs or 'auto' (default)")
+    sp.add_argument("--seed", type=int, help="training seed")
+    sp.add_argument("--purpose", choices=("generator", "rewriter", "router", "adapter"),
+                    help="what the model is for (default: detected from the file)")
+    sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    sp.add_argument("--timeout", type=float, help="seconds to follow before giving up")
+    sp.add_argument("--register", metavar="NAME", help="on success, register the model as NAME")
+    sp.add_argument("--json", action="store_true", help="print the final job as JSON")
+
+    sp = add("status", "show a job's state", _status)
+    sp.add_argument("job")
+    sp.add_argument("--wait", action="store_true", help="follow until the job ends")
+    sp.add_argument("--timeout", type=float)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("events", "show a job's recent events", _events)
+    sp.add_argument("job")
+    sp.add_argument("--limit", type=int, default=100)
+
+    sp = add("cancel", "cancel a job", _cancel)
+    sp.add_argument("job")
+
+    sp = add("list", "list the jobs started from this home directory", _list)
+    sp.add_argument("--json", action="store_true")
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def local_embedder(cfg: RagftConfig) -> Any:
+    """The embedder local training and local-ft models use: the configured one when it is
+    local (MiniLM or hashing), else MiniLM — training must not call a paid API unmetered."""
+    from ragft.components import build_base_embedder
+
+    if cfg.embedding_model.startswith("local/"):
+        return build_base_embedder(cfg)
+    from ragft.models.local import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+def _progress(event: JobEvent) -> None:
+    print(f"  {event.message}", file=sys.stderr, flush=True)
+
+
+def build_backend(cfg: RagftConfig, name: str, *, live: bool = False) -> FineTuneBackend:
+    """The ``local`` or ``openai`` backend wired from the config."""
+    if name == "local":
+        from ragft.finetune.local import LocalFineTuneBackend
+
+        return LocalFineTuneBackend(cfg.home_path / MODELS_DIR, local_embedder(cfg),
+                                    on_event=_progress if live else None)
+    from ragft.components import build_meter
+    from ragft.finetune.jobs import OpenAIFineTuneBackend
+    from ragft.models.openai import make_client
+
+    client = make_client(api_key=cfg.api_key, base_url=cfg.base_url,
+                         timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
+    return OpenAIFineTuneBackend(client, prices=build_meter(cfg, ledger=False).prices)
+
+
+def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) -> JobManager:
+    """A :class:`JobManager` over ``<home>/jobs/<backend>/`` metering to the home ledger."""
+    from ragft.components import build_meter
+
+    backend = build_backend(cfg, backend_name, live=live)
+    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
+
+
+def backend_of_job(job_id: str) -> str:
+    """``local`` for the local backend's job ids, else ``openai``."""
+    return "local" if job_id.startswith(LOCAL_JOB_PREFIX) else "openai"
+
+
+def _epochs(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        raise FineTuneError(f"--epochs must be a number or 'auto', got {value!r}") from None
+    if n < 1:
+        raise FineTuneError("--epochs must be at least 1")
+    return n
+
+
+def _print_status(status: JobStatus) -> None:
+    line = f"{status.id}: {status.status} (base {status.model})"
+    if status.fine_tuned_model:
+        line += f" -> {status.fine_tuned_model}"
+    print(line)
+    if status.trained_tokens:
+        print(f"  trained tokens: {status.trained_tokens:,}")
+    for key, value in sorted(status.metrics.items()):
+        print(f"  {key}: {value:.4f}")
+    if status.error:
+        print(f"  error: {status.error}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ragft.finetune import data
+
+    rows = data.read_jsonl(args.input)
+    system_kw: dict[str, Any] = {} if args.system is None else {"system": args.system}
+    if args.purpose == "generator":
+        examples = data.generator_examples(rows, **system_kw)
+    elif args.purpose == "rewriter":
+        examples = data.rewriter_examples(rows, **system_kw)
+    else:
+        labels = [x.strip() for x in args.labels.split(",")] if args.labels else sorted(
+            {str(r.get("label")) for r in rows})
+        examples = data.router_examples(rows, labels, **system_kw)
+    out = Path(args.out)
+    if not args.split:
+        data.write_jsonl(examples, out)
+        print(f"wrote {len(examples)} {args.purpose} examples to {out}")
+        return 0
+    parts = data.split_examples(examples, validation=args.validation, test=args.test,
+                                seed=args.seed)
+    stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    for part, items in (("train", parts.train), ("validation", parts.validation),
+                        ("test", parts.test)):
+        path = data.write_jsonl(items, out.with_name(f"{stem}.{part}.jsonl"))
+        print(f"wrote {len(items)} {part} examples to {path}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ragft.finetune.data import validate_file
+
+    report = validate_file(args.file, model=args.model, max_tokens_per_example=args.max_tokens)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0 if report.ok else 1
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from ragft.components import build_meter
+    from ragft.finetune.data import estimate_training
+
+    cfg = load_config(args.config)
+    est = estimate_training(args.file, model=args.model, epochs=_epochs(args.epochs),  # type: ignore[arg-type]
+                            prices=build_meter(cfg, ledger=False).prices,
+                            max_tokens_per_example=args.max_tokens)
+    print(json.dumps(est.to_dict(), indent=2) if args.json else est.summary())
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    backend = args.backend or cfg.provider
+    epochs = _epochs(args.epochs)
+    if backend == "openai":
+        from ragft.components import build_meter
+        from ragft.finetune.data import estimate_training
+
+        # Price it before anything is uploaded: the user sees the bill a re-run would resume.
+        est = estimate_training(args.file, model=args.model, epochs=epochs,  # type: ignore[arg-type]
+                                prices=build_meter(cfg, ledger=False).prices)
+        print(f"estimate: {est.summary()}", file=sys.stderr)
+    manager = build_manager(cfg, backend, live=True)
+    if backend == "local":
+        print("training locally...", file=sys.stderr)
+    job = manager.start(args.file, model=args.model, suffix=args.suffix,
+                        validation_file=args.validation_file, epochs=epochs,  # type: ignore[arg-type]
+                        seed=args.seed, purpose=args.purpose)
+    if job.attempts:
+        print(f"previous attempt(s) {', '.join(job.attempts)} ended without a model; "
+              f"started {job.job_id}", file=sys.stderr)
+    status = job.status
+    assert status is not None and job.job_id is not None
+    if args.wait or backend == "local":
+        status = manager.follow(job.job_id, timeout=args.timeout,
+                                on_event=None if backend == "local" else _progress)
+    if args.json:
+        print(json.dumps({"job": manager.get(job.job_id).to_dict()}, indent=2))
+    else:
+        _print_status(status)
+        if not status.terminal:
+            print(f"follow it with: ragft finetune status {job.job_id} --wait")
+    if args.register and status.status == "succeeded":
+        _register_result(cfg, args.register, manager.get(job.job_id), status)
+    return 0
+
+
+def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobStatus) -> None:
+    from ragft.finetune.registry import ModelRegistry
+
+    registry = ModelRegistry(cfg.home_path / REGISTRY_FILE)
+    version = registry.register(
+        name,
+        model_id=str(status.fine_tuned_model),
+        base_model=status.model,
+        purpose=job.purpose or "generator",
+        job_id=status.id,
+        training_file_sha256=job.training_sha256 or None,
+        metrics=status.metrics,
+        backend=job.backend,
+    )
+    print(f"registered {name} version {version.version} ({version.model_id}); promote it with "
+          f"`ragft models promote {name} {version.version}`")
+
+
+def _status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    manager = build_manager(cfg, backend_of_job(args.job))
+    if args.wait:
+        status = manager.follow(args.job, timeout=args.timeout, on_event=_progress)
+    else:
+        status = manager.status(args.job)
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    cfg = load_config(args.config)
+    for event in build_manager(cfg, backend_of_job(args.job)).events(args.job, limit=args.limit):
+        when = dt.datetime.fromtimestamp(event.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}  {event.level:5s}  {event.message}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    status = build_manager(cfg, backend_of_job(args.job)).cancel(args.job)
+    _print_status(status)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ragft.finetune.jobs import JobManager as _JM
+
+    cfg = load_config(args.config)
+    jobs: list[TrackedJob] = []
+    root = cfg.home_path / JOBS_DIR
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.is_dir():
+            # Reading stored records needs no backend (and no API key or model load).
+            jobs.extend(_JM(_NoBackend(folder.name), folder).list())  # type: ignore[arg-type]
+    jobs.sort(key=lambda j: j.created_at)
+    if args.json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return 0
+    if not jobs:
+        print("no fine-tuning jobs yet; start one with `ragft finetune start FILE ...`")
+        return 0
+    for j in jobs:
+        state = j.status.status if j.status else f"({j.step})"
+        model = j.fine_tuned_model or "-"
+        print(f"{j.job_id or '(not created)':32s} {j.backend:6s} {state:16s} {j.model:24s} "
+              f"{j.suffix:12s} {model}")
+    return 0
+
+
+class _NoBackend:
+    """Stands in for a backend when only stored job records are read."""
+
+    def __init__(self, name: str):
+        self.name = name

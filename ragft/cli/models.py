@@ -1,0 +1,219 @@
+"""``ragft models``: the model registry — list, register, evaluate, promote (gated), roll back.
+
+Strategies refer to ``registry:NAME`` (the promoted version) in the config; these commands
+decide what that resolves to. The registry is ``<home>/registry.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ragft.config import LOCAL_EMBEDDING, RagftConfig, load_config
+from ragft.errors import ModelError, RegistryError
+from ragft.models.base import ChatModel, Embedder
+
+__all__ = ["load_model", "register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``models`` command group."""
+    p = subparsers.add_parser(
+        "models",
+        help="manage fine-tuned model versions (registry, promotion, rollback)",
+        description="List, register, evaluate, promote and roll back fine-tuned model versions.",
+    )
+    sub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("list", "list registered models and their versions", _list)
+    sp.add_argument("name", nargs="?", help="only this model")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("register", "register a fine-tuned model id (or a finished job) as a new version",
+             _register)
+    sp.add_argument("name")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-id", help="e.g. ft:gpt-4o-mini-2024-07-18:org:x:id")
+    src.add_argument("--job", help="a succeeded job from `ragft finetune list`")
+    sp.add_argument("--base-model", help="base model (default: from the job, else unknown)")
+    sp.add_argument("--purpose", choices=("generator", "rewriter", "router", "adapter"))
+    sp.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
+                    help="held-out metric to record (repeatable)")
+
+    sp = add("evaluate", "score a version on held-out chat JSONL and store the metrics", _evaluate)
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("file", help="held-out examples (e.g. the .test.jsonl from `finetune "
+                    "prepare --split`)")
+    sp.add_argument("--labels", help="router labels, comma-separated (adds valid_label_rate)")
+
+    sp = add("promote", "make a version what registry:NAME resolves to (after a gate)", _promote)
+    sp.add_argument("name")
+    sp.add_argument("version", type=int)
+    sp.add_argument("--min-f1", type=float, help="gate: held-out f1 must be at least this")
+    sp.add_argument("--gate-metric", help="gate on another stored metric (e.g. accuracy)")
+    sp.add_argument("--min", type=float, dest="min_value", help="threshold for --gate-metric")
+
+    sp = add("rollback", "return NAME to the previously promoted version", _rollback)
+    sp.add_argument("name")
+
+    sp = add("resolve", "show the model id behind registry:NAME[@VERSION]", _resolve)
+    sp.add_argument("ref")
+
+
+def _registry(cfg: RagftConfig) -> Any:
+    from ragft.cli.finetune import REGISTRY_FILE
+    from ragft.finetune.registry import ModelRegistry
+
+    return ModelRegistry(cfg.home_path / REGISTRY_FILE)
+
+
+def _embedder_named(cfg: RagftConfig, name: str) -> Embedder:
+    from ragft.cli.finetune import local_embedder
+
+    configured = local_embedder(cfg)
+    if configured.name == name:
+        return configured
+    if name == LOCAL_EMBEDDING:
+        from ragft.models.local import MiniLMEmbedder
+
+        return MiniLMEmbedder()
+    if name.startswith("local/hashing-") and name.rsplit("-", 1)[-1].isdigit():
+        from ragft.models.local import HashingEmbedder
+
+        return HashingEmbedder(int(name.rsplit("-", 1)[-1]))
+    raise ModelError(f"the model was trained with embedder {name!r}, which ragft cannot build "
+                     "here; set [models] embedding to it in the config")
+
+
+def load_model(cfg: RagftConfig, model_id: str) -> ChatModel:
+    """A chat model for ``model_id``: a local ``local-ft:`` artifact (with the embedder it was
+    trained on) or a model served through the OpenAI SDK."""
+    from ragft.cli.finetune import MODELS_DIR
+
+    if model_id.startswith("local-ft:"):
+        from ragft.models.local_ft import artifact_dir, load_local_model, read_artifact
+
+        models_dir = cfg.home_path / MODELS_DIR
+        manifest, _, _ = read_artifact(artifact_dir(models_dir, model_id))
+        embedder = _embedder_named(cfg, str(manifest.get("embedder", {}).get("name")))
+        return load_local_model(model_id, models_dir, embedder)
+    from ragft.models.openai import OpenAIChatModel, make_client
+
+    client = make_client(api_key=cfg.api_key, base_url=cfg.base_url,
+                         timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
+    return OpenAIChatModel(model_id, client=client)
+
+
+def _list(args: argparse.Namespace) -> int:
+    registry = _registry(load_config(args.config))
+    versions = registry.versions(args.name) if args.name else registry.list()
+    if args.json:
+        print(json.dumps([v.to_dict() for v in versions], indent=2))
+        return 0
+    if not versions:
+        print("no registered models; register one with `ragft finetune start ... --register "
+              "NAME` or `ragft models register`")
+        return 0
+    for v in versions:
+        marker = "*" if v.status == "promoted" else " "
+        metrics = ", ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items()))
+        print(f"{marker} {v.name}@{v.version:<3d} {v.status:11s} {v.purpose:9s} {v.model_id}"
+              + (f"  [{metrics}]" if metrics else ""))
+    return 0
+
+
+def _parse_metrics(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = float(value)
+        except ValueError:
+            raise RegistryError(f"--metric {item!r}: expected NAME=NUMBER, e.g. f1=0.71") from None
+    return out
+
+
+def _register(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    registry = _registry(cfg)
+    metrics = _parse_metrics(args.metric)
+    if args.job:
+        from ragft.cli.finetune import backend_of_job, build_manager
+
+        job = build_manager(cfg, backend_of_job(args.job)).get(args.job)
+        if job.status is None or job.status.status != "succeeded":
+            raise RegistryError(f"job {args.job} has not succeeded (state: "
+                                f"{job.status.status if job.status else job.step}); "
+                                "`ragft finetune status JOB --wait` first")
+        version = registry.register(
+            args.name, model_id=str(job.status.fine_tuned_model),
+            base_model=args.base_model or job.status.model,
+            purpose=args.purpose or job.purpose or "generator", job_id=job.job_id,
+            training_file_sha256=job.training_sha256 or None,
+            metrics={**job.status.metrics, **metrics}, backend=job.backend)
+    else:
+        version = registry.register(
+            args.name, model_id=args.model_id, base_model=args.base_model or "unknown",
+            purpose=args.purpose or "generator", metrics=metrics)
+    print(f"registered {version.name} version {version.version}: {version.model_id}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ragft.finetune.data import read_jsonl
+    from ragft.finetune.registry import evaluate_model
+
+    cfg = load_config(args.config)
+    registry = _registry(cfg)
+    version = registry.get(args.name, args.version)
+    model = load_model(cfg, version.model_id)
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    metrics = evaluate_model(model, read_jsonl(args.file), purpose=version.purpose,
+                             labels=labels)
+    registry.set_metrics(args.name, args.version, metrics)
+    print(f"{args.name}@{args.version} on {args.file}: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from ragft.finetune.registry import Gate
+
+    registry = _registry(load_config(args.config))
+    gate = None
+    if args.min_f1 is not None:
+        gate = Gate("f1", args.min_f1)
+    if args.gate_metric:
+        if args.min_value is None:
+            raise RegistryError("--gate-metric needs --min VALUE")
+        gate = Gate(args.gate_metric, args.min_value)
+    version = registry.promote(args.name, args.version, gate=gate)
+    note = f" (gate: {gate.metric} >= {gate.min_value})" if gate else " (no gate)"
+    print(f"promoted {version.name}@{version.version}{note}: registry:{version.name} -> "
+          f"{version.model_id}")
+    if gate is None:
+        print("note: promoted without a quality gate; pass --min-f1 to require held-out quality",
+              file=sys.stderr)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    version = _registry(load_config(args.config)).rollback(args.name)
+    print(f"rolled back {version.name} to version {version.version}: {version.model_id}")
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    print(_registry(load_config(args.config)).resolve(args.ref))
+    return 0
