@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         "are chunked and embedded (cached embeddings are reused), then the index is saved "
         "atomically.",
     )
-    p.add_argument("dir", nargs="?", help="corpus directory (default: [index] corpus in the config)")
+    p.add_argument("dir", nargs="?", help="corpus directory (default: the config's [index] corpus)")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index")
     p.add_argument("--kind", choices=("auto", "flat", "hnsw"), help="vector index structure")

@@ -5,7 +5,7 @@ below it each hold one concept:
 
 * :mod:`~ragft.rag.documents` — loading a directory of Markdown/text/JSON(L) files;
 * :mod:`~ragft.rag.chunker` — token-aware, structure-respecting chunking with stable ids;
-* :mod:`~ragft.rag.embedcache` — an on-disk embedding cache so unchanged text is never re-embedded;
+* :mod:`~ragft.rag.embedcache` — an on-disk embedding cache: unchanged text is never re-embedded;
 * :mod:`~ragft.rag.index` — the persisted FAISS vector index (atomic saves, per-document updates);
 * :mod:`~ragft.rag.bm25` — the lexical index;
 * :mod:`~ragft.rag.retriever` — dense, BM25 and hybrid retrieval returning :class:`Hit`;

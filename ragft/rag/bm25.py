@@ -293,7 +293,7 @@ class BM25Index:
             return self.remove_chunks(ids)
 
     def _compact(self) -> None:
-        """Drop dead slots by re-adding the live chunks (postings rebuilt, vocabulary kept small)."""
+        """Drop dead slots by re-adding the live chunks (postings and vocabulary rebuilt)."""
         live = [c for c in self._slot_chunk if c is not None]
         self._reset()
         self.add(live)
@@ -301,7 +301,11 @@ class BM25Index:
     # -- scoring -----------------------------------------------------------------------
     def _norms(self) -> np.ndarray:
         if self._norm is None:
-            lengths = np.frombuffer(self._lengths, dtype=np.float32) if self._lengths else np.zeros(0, np.float32)
+            lengths = (
+                np.frombuffer(self._lengths, dtype=np.float32)
+                if self._lengths
+                else np.zeros(0, np.float32)
+            )
             avgdl = self._total_len / self._live if self._live else 1.0
             self._norm = (self.k1 * (1.0 - self.b + self.b * lengths / max(avgdl, 1e-9))).astype(
                 np.float32
@@ -345,7 +349,8 @@ class BM25Index:
             else:
                 top = matched
             top = top[np.argsort(-scores[top], kind="stable")]
-            return [(self._slot_chunk[s], float(scores[s])) for s in top.tolist()]  # type: ignore[misc]
+            found = [(self._slot_chunk[s], float(scores[s])) for s in top.tolist()]
+            return [(c, s) for c, s in found if c is not None]
 
     def score_chunks(self, query: str, chunk_ids: Sequence[str]) -> list[float]:
         """BM25 scores of specific chunks for ``query`` (0.0 for unknown ids)."""

@@ -314,15 +314,20 @@ class VectorIndex:
     def _search_params(self, k: int) -> Any:
         if self._kind != "hnsw":
             return None
-        if self._tombstones and self._selector is None:
-            batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64))
-            # Keep `batch` alive as long as the NOT selector that points at it.
-            self._selector = (faiss.IDSelectorNot(batch), batch)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self.ef_search, k)
-        if self._tombstones:
-            params.sel = self._selector[0]
-        return params
+        ef = max(self.ef_search, k)
+        # Building SWIG parameter objects costs tens of microseconds, a sizeable share of an
+        # HNSW query: reuse them until the tombstones or efSearch change.
+        if self._selector is None or self._selector[0] != ef:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = ef
+            keep: tuple[Any, ...] = ()
+            if self._tombstones:
+                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64))
+                not_deleted = faiss.IDSelectorNot(batch)
+                params.sel = not_deleted
+                keep = (batch, not_deleted)  # the C++ params point at these: keep them alive
+            self._selector = (ef, params, keep)
+        return self._selector[1]
 
     @overload
     def search(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]: ...
@@ -477,7 +482,9 @@ class VectorIndex:
             if not isinstance(manifest, dict):
                 raise ValueError("manifest is not a JSON object")
         except (ValueError, OSError) as exc:
-            raise IndexStoreError(f"index manifest {manifest_path} is unreadable ({exc}); {_REBUILD}") from exc
+            raise IndexStoreError(
+                f"index manifest {manifest_path} is unreadable ({exc}); {_REBUILD}"
+            ) from exc
         if manifest.get("format") != FORMAT_NAME:
             raise IndexStoreError(f"{target} is not a ragft index; {_REBUILD}")
         if manifest.get("version") != FORMAT_VERSION:
@@ -503,14 +510,18 @@ class VectorIndex:
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise IndexStoreError(f"index file {path} is missing or unreadable ({exc}); {_REBUILD}") from exc
+                raise IndexStoreError(
+                    f"index file {path} is missing or unreadable ({exc}); {_REBUILD}"
+                ) from exc
             if not isinstance(info, dict) or len(data) != info.get("bytes"):
                 raise IndexStoreError(
                     f"index file {path} is truncated or was modified ({len(data)} bytes, manifest "
                     f"says {info.get('bytes') if isinstance(info, dict) else '?'}); {_REBUILD}"
                 )
             if _sha256(data) != info.get("sha256"):
-                raise IndexStoreError(f"index file {path} is corrupt (checksum mismatch); {_REBUILD}")
+                raise IndexStoreError(
+                    f"index file {path} is corrupt (checksum mismatch); {_REBUILD}"
+                )
             blobs[name] = data
         hnsw = manifest.get("hnsw") or {}
         index = cls(
@@ -539,7 +550,9 @@ class VectorIndex:
                 record = json.loads(line)
                 index._doc_hashes[str(record["id"])] = str(record["content_hash"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise IndexStoreError(f"index at {target} could not be read ({exc}); {_REBUILD}") from exc
+            raise IndexStoreError(
+                f"index at {target} could not be read ({exc}); {_REBUILD}"
+            ) from exc
         for ids in index._doc_chunks.values():
             ids.sort(key=lambda cid: index.chunk(cid).position)
         index._index = faiss_index

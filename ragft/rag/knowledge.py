@@ -167,7 +167,11 @@ class KnowledgeBase:
     @property
     def chunking(self) -> dict[str, Any]:
         """The chunking settings in effect (recorded in the index manifest)."""
-        return {"max_tokens": self.chunk_tokens, "overlap": self.chunk_overlap, "model": self.token_model}
+        return {
+            "max_tokens": self.chunk_tokens,
+            "overlap": self.chunk_overlap,
+            "model": self.token_model,
+        }
 
     @property
     def bm25(self) -> BM25Index:
@@ -245,13 +249,19 @@ class KnowledgeBase:
             self._bm25.add(chunks)
         return len(chunks), embedded, usage
 
-    def sync(self, corpus_dir: str | Path, *, progress: bool = True, strict: bool = True) -> SyncReport:
+    def sync(
+        self, corpus_dir: str | Path, *, progress: bool = True, strict: bool = True
+    ) -> SyncReport:
         """Make the index match the documents under ``corpus_dir``, then save it.
 
         Only added and changed documents are chunked and embedded; see :class:`SyncReport`.
         ``strict`` is passed to :func:`~ragft.rag.documents.load_directory`.
         """
-        docs = load_directory(corpus_dir, strict=strict)
+        return self.sync_documents(load_directory(corpus_dir, strict=strict), progress=progress)
+
+    def sync_documents(self, docs: Sequence[Document], *, progress: bool = True) -> SyncReport:
+        """:meth:`sync` for documents already in memory: ``docs`` is the whole corpus, so
+        indexed documents missing from it are removed."""
         with self._lock:
             rechunk = self._settings_changed()
             present = set(self.index.document_ids())

@@ -124,5 +124,7 @@ class LLMReranker:
         by_rating = sorted(rated, key=lambda i: -ratings[i])  # type: ignore[operator]
         out = list(hits)
         for slot, i in zip(rated, by_rating, strict=True):
-            out[slot] = dataclasses.replace(hits[i], score=ratings[i] / 10.0)  # type: ignore[operator]
+            rating = ratings[i]
+            assert rating is not None
+            out[slot] = dataclasses.replace(hits[i], score=rating / 10.0)
         return out[:top_k]
