@@ -22,6 +22,9 @@ from ragft.rag.retriever import Retriever
 
 __all__ = [
     "HASHING_PREFIX",
+    "MODELS_DIR",
+    "REGISTRY_FILE",
+    "Components",
     "LEDGER_FILE",
     "build_base_embedder",
     "build_embedder",
@@ -148,3 +151,169 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
         settings["reranker"] = EmbeddingReranker(kb.embedder)
     settings.update(overrides)
     return kb.retriever(**settings)
+
+
+# --------------------------------------------------------------------------- chat models and parts
+
+#: Under the home directory: the model registry and local fine-tuned model artifacts.
+REGISTRY_FILE = "registry.json"
+MODELS_DIR = "models"
+
+
+class Components:
+    """The parts strategies are built from, made on first use and shared.
+
+    One instance per run: the evaluation harness builds every strategy from one
+    ``Components`` so the index and the models load once. Every model it hands out is metered
+    by ``meter`` (strategies meter again with their purpose label; wrapping is idempotent).
+    """
+
+    def __init__(self, cfg: RagftConfig, meter: Meter):
+        self.cfg = cfg
+        self.meter = meter
+        self._cache: dict[str, Any] = {}
+
+    def _once(self, key: str, make: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    # -- retrieval ----------------------------------------------------------------------------
+    def embedder(self) -> CachedEmbedder:
+        """The configured embedder (metered, cached on disk)."""
+        return self._once("embedder", lambda: build_embedder(self.cfg, self.meter))
+
+    def knowledge_base(self) -> KnowledgeBase:
+        """The knowledge base at the configured index path (created empty if absent)."""
+        return self._once("kb", lambda: open_knowledge_base(self.cfg, self.meter, embedder=self.embedder()))
+
+    def retriever(self) -> Retriever:
+        """A retriever over the knowledge base; refuses an empty index with what to run."""
+
+        def make() -> Retriever:
+            kb = self.knowledge_base()
+            if len(kb) == 0:
+                from ragft.errors import IndexStoreError
+
+                raise IndexStoreError(
+                    f"the index at {self.cfg.index_path} is empty: run `ragft index "
+                    f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
+                )
+            overrides: dict[str, Any] = {}
+            if self.cfg.retrieval.rerank == "llm":
+                from ragft.rag.rerank import LLMReranker
+
+                model = self.chat(self.cfg.models.reranker or self.cfg.chat_model)
+                overrides["reranker"] = LLMReranker(self.meter.chat_model(model).with_purpose("rerank"))
+            return build_retriever(self.cfg, kb, **overrides)
+
+        return self._once("retriever", make)
+
+    # -- chat models --------------------------------------------------------------------------
+    def local_embedder(self) -> Embedder:
+        """The offline embedder local models use (MiniLM, or the configured local one), metered."""
+
+        def make() -> Embedder:
+            if self.cfg.embedding_model.startswith("local/"):
+                return self.meter.embedder(build_base_embedder(self.cfg))
+            from ragft.models.local import MiniLMEmbedder
+
+            return self.meter.embedder(MiniLMEmbedder())
+
+        return self._once("local_embedder", make)
+
+    def registry(self) -> Any:
+        """The model registry at ``<home>/registry.json``."""
+        from ragft.finetune.registry import ModelRegistry
+
+        return self._once("registry", lambda: ModelRegistry(self.cfg.home_path / REGISTRY_FILE))
+
+    def resolve(self, ref: str) -> str:
+        """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is."""
+        from ragft.errors import RegistryError
+
+        try:
+            return str(self.registry().resolve(ref))
+        except RegistryError as exc:
+            raise RegistryError(
+                f"{exc}. Train and promote one (offline: `python examples/finetune_local.py`; "
+                f"or `ragft finetune start FILE --register ...` then `ragft models promote`), "
+                f"or set [models] in the config to a model id"
+            ) from None
+
+    def chat(self, ref: str) -> Any:
+        """The chat model ``ref`` names (a model id or ``registry:NAME``), built once."""
+        model_id = self.resolve(ref)
+
+        def make() -> Any:
+            if model_id == "local/extractive-reader":
+                from ragft.models.local import ExtractiveReader
+
+                return ExtractiveReader(self.local_embedder())
+            if model_id.startswith("local-ft:"):
+                from ragft.models.local_ft import load_local_model
+
+                return load_local_model(model_id, self.cfg.home_path / MODELS_DIR, self.local_embedder())
+            if model_id.startswith("local/"):
+                raise ConfigError(
+                    f"unknown local chat model {model_id!r}; the local backend has "
+                    f"'local/extractive-reader' and trained 'local-ft:...' models. For a local LLM, "
+                    f"serve it with an OpenAI-compatible server and set [backend] base_url"
+                )
+            from ragft.models.openai import OpenAIChatModel, make_client
+
+            if self.cfg.base_url is None and self.cfg.api_key is None:
+                from ragft.errors import AuthenticationError
+
+                raise AuthenticationError(
+                    f"model {model_id!r} needs the OpenAI API: set {self.cfg.backend.api_key_env} "
+                    f"(or [backend] base_url for an OpenAI-compatible server), or use the offline "
+                    f"backend with [backend] provider = \"local\"",
+                    model=model_id,
+                )
+            client = self._once(
+                "openai_client",
+                lambda: make_client(
+                    api_key=self.cfg.api_key,
+                    base_url=self.cfg.base_url,
+                    timeout=self.cfg.backend.timeout_s,
+                    max_retries=self.cfg.backend.max_retries,
+                ),
+            )
+            return OpenAIChatModel(model_id, client=client)
+
+        return self._once(f"chat:{model_id}", make)
+
+    def base_chat(self) -> Any:
+        """The base chat model (``[models] chat`` or the backend default)."""
+        return self.chat(self.cfg.chat_model)
+
+    def finetuned_chat(self) -> Any:
+        """The fine-tuned generator (``[models] finetuned``)."""
+        return self.chat(self.cfg.models.finetuned)
+
+    def finetuned_generator_over_context(self) -> Any:
+        """The fine-tuned generator for pattern 1 (generator over retrieved context).
+
+        API models read the context themselves. The local fine-tuned generator is a memory of
+        trained answers, so it is paired with the extractive reader for what it does not know
+        (see :class:`~ragft.models.grounded.GroundedGenerator`).
+        """
+        model = self.finetuned_chat()
+        if not model.name.startswith("local-ft:"):
+            return model
+        from ragft.models.grounded import GroundedGenerator
+
+        return self._once(
+            f"grounded:{model.name}",
+            lambda: GroundedGenerator(model, self.chat("local/extractive-reader"),
+                                      threshold=getattr(model, "threshold", 0.5)),
+        )
+
+    def rewriter_chat(self) -> Any:
+        """The query rewriter (``[models] rewriter``)."""
+        return self.chat(self.cfg.models.rewriter)
+
+    def router_chat(self) -> Any:
+        """The trained router classifier (``[models] router``)."""
+        return self.chat(self.cfg.models.router)

@@ -1,0 +1,222 @@
+"""Strategies behind one interface, ``answer(query) -> Answer``, chosen by config.
+
+>>> from ragft.strategies import from_config
+>>> strategy = from_config("examples/configs/rag.toml")        # doctest: +SKIP
+>>> answer = strategy.answer("What is the meal per diem?")     # doctest: +SKIP
+>>> answer.text, answer.route, answer.cost_usd                 # doctest: +SKIP
+
+Built-in names: ``rag``, ``finetuned``, ``base``, ``ft_rag``, ``rewrite_rag``, ``router``,
+``cascade``. Third-party strategies register the same way the built-ins do, with
+:func:`register_strategy`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragft.config import RagftConfig, load_config
+from ragft.errors import ConfigError
+from ragft.metering.meter import Meter
+from ragft.strategies.base import REFUSAL_TEXT, AnswerStream, Draft, Strategy, is_abstention
+from ragft.strategies.cascade import Cascade, ThresholdChoice, ThresholdPoint, calibrate_threshold
+from ragft.strategies.finetuned import BaseModel, FineTuned
+from ragft.strategies.rag import RAG, FineTunedGeneratorRAG
+from ragft.strategies.rewrite import RewriteRAG
+from ragft.strategies.router import (
+    REFUSE,
+    Classification,
+    LLMClassifier,
+    QueryClassifier,
+    Router,
+    RulesClassifier,
+    TrainedClassifier,
+)
+
+if TYPE_CHECKING:
+    from ragft.components import Components
+
+__all__ = [
+    "RAG",
+    "REFUSAL_TEXT",
+    "AnswerStream",
+    "BaseModel",
+    "BuildContext",
+    "Cascade",
+    "Classification",
+    "Draft",
+    "FineTuned",
+    "FineTunedGeneratorRAG",
+    "LLMClassifier",
+    "QueryClassifier",
+    "RewriteRAG",
+    "Router",
+    "RulesClassifier",
+    "Strategy",
+    "ThresholdChoice",
+    "ThresholdPoint",
+    "TrainedClassifier",
+    "available_strategies",
+    "build_strategy",
+    "calibrate_threshold",
+    "from_config",
+    "is_abstention",
+    "register_strategy",
+]
+
+
+class BuildContext:
+    """What a strategy builder receives: the config, the run's meter, the shared parts
+    (retriever, models — built once, on first use) and :meth:`build` for composing others."""
+
+    def __init__(self, cfg: RagftConfig, meter: Meter, parts: Components):
+        self.cfg = cfg
+        self.meter = meter
+        self.parts = parts
+        self._built: dict[str, Strategy] = {}
+
+    def build(self, name: str) -> Strategy:
+        """The strategy registered as ``name``, built once per context."""
+        if name not in self._built:
+            builder = _builders().get(name)
+            if builder is None:
+                raise ConfigError(
+                    f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
+                )
+            self._built[name] = builder(self)
+        return self._built[name]
+
+
+StrategyBuilder = Callable[[BuildContext], Strategy]
+
+_lock = threading.Lock()
+_registry: dict[str, StrategyBuilder] = {}
+
+
+def register_strategy(name: str, builder: StrategyBuilder, *, replace: bool = False) -> None:
+    """Make ``name`` buildable from config. Duplicate names are refused unless ``replace``."""
+    with _lock:
+        if name in _registry and not replace:
+            raise ValueError(f"strategy {name!r} is already registered")
+        _registry[name] = builder
+
+
+def _builders() -> dict[str, StrategyBuilder]:
+    with _lock:
+        return dict(_registry)
+
+
+def available_strategies() -> list[str]:
+    """Registered strategy names, sorted."""
+    return sorted(_builders())
+
+
+# -- built-in builders -------------------------------------------------------------------------
+def _rag(ctx: BuildContext) -> RAG:
+    s = ctx.cfg.strategy
+    return RAG(
+        ctx.parts.retriever(),
+        ctx.parts.base_chat(),
+        meter=ctx.meter,
+        context_tokens=ctx.cfg.retrieval.context_tokens,
+        max_tokens=s.max_tokens,
+        min_confidence=s.min_confidence,
+    )
+
+
+def _ft_rag(ctx: BuildContext) -> FineTunedGeneratorRAG:
+    s = ctx.cfg.strategy
+    return FineTunedGeneratorRAG(
+        ctx.parts.retriever(),
+        ctx.parts.finetuned_generator_over_context(),
+        meter=ctx.meter,
+        context_tokens=ctx.cfg.retrieval.context_tokens,
+        max_tokens=s.max_tokens,
+        min_confidence=s.min_confidence,
+    )
+
+
+def _finetuned(ctx: BuildContext) -> FineTuned:
+    return FineTuned(ctx.parts.finetuned_chat(), meter=ctx.meter, max_tokens=ctx.cfg.strategy.max_tokens)
+
+
+def _base(ctx: BuildContext) -> BaseModel:
+    return BaseModel(ctx.parts.base_chat(), meter=ctx.meter, max_tokens=ctx.cfg.strategy.max_tokens)
+
+
+def _rewrite_rag(ctx: BuildContext) -> RewriteRAG:
+    rag = ctx.build("rag")
+    assert isinstance(rag, RAG)
+    return RewriteRAG(ctx.parts.rewriter_chat(), rag, meter=ctx.meter)
+
+
+def _router(ctx: BuildContext) -> Router:
+    rc = ctx.cfg.strategy.router
+    labels = tuple(rc.routes)
+    classifier: QueryClassifier
+    if rc.classifier == "rules":
+        classifier = RulesClassifier()
+    elif rc.classifier == "llm":
+        classifier = LLMClassifier(ctx.parts.base_chat(), meter=ctx.meter, labels=labels)
+    else:
+        classifier = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
+    routes: dict[str, Strategy | str] = {}
+    for label, target in rc.routes.items():
+        if target in ("router", "cascade"):
+            raise ConfigError(f"router route {label!r} -> {target!r} would nest composites; pick a simple strategy")
+        routes[label] = REFUSE if target == REFUSE else ctx.build(target)
+    return Router(
+        classifier,
+        routes,
+        meter=ctx.meter,
+        default_route=rc.default_route,
+        min_score=rc.min_score,
+    )
+
+
+def _cascade(ctx: BuildContext) -> Cascade:
+    return Cascade(
+        ctx.build("finetuned"),
+        ctx.build("rag"),
+        meter=ctx.meter,
+        threshold=ctx.cfg.strategy.cascade.threshold,
+    )
+
+
+for _name, _builder in {
+    "rag": _rag,
+    "ft_rag": _ft_rag,
+    "finetuned": _finetuned,
+    "base": _base,
+    "rewrite_rag": _rewrite_rag,
+    "router": _router,
+    "cascade": _cascade,
+}.items():
+    register_strategy(_name, _builder)
+
+
+def build_strategy(cfg: RagftConfig, *, strategy: str | None = None, meter: Meter | None = None,
+                   parts: Components | None = None) -> Strategy:
+    """Build the strategy ``strategy`` (default: the config's) from a loaded config."""
+    from ragft.components import Components, build_meter
+
+    meter = meter or build_meter(cfg)
+    parts = parts or Components(cfg, meter)
+    return BuildContext(cfg, meter, parts).build(strategy or cfg.strategy.name)
+
+
+def from_config(
+    config: str | Path | RagftConfig | None = None,
+    *,
+    strategy: str | None = None,
+    meter: Meter | None = None,
+) -> Strategy:
+    """Build a ready strategy from a TOML file (or a loaded config, or defaults).
+
+    ``strategy`` overrides the config's ``[strategy] name``; ``meter`` lets several strategies
+    share one meter (the evaluation harness does).
+    """
+    cfg = config if isinstance(config, RagftConfig) else load_config(config)
+    return build_strategy(cfg, strategy=strategy, meter=meter)

@@ -1,0 +1,68 @@
+"""A model alone, no retrieval: the fine-tuned model, or the base model for open tasks."""
+
+from __future__ import annotations
+
+from ragft.metering.meter import Meter
+from ragft.models.base import ChatModel
+from ragft.strategies.base import Draft, Strategy, is_abstention, messages_for, metered
+
+__all__ = ["BaseModel", "FineTuned", "FINETUNED_SYSTEM_PROMPT"]
+
+FINETUNED_SYSTEM_PROMPT = (
+    "You are the company's support assistant. Answer from what you were trained on. "
+    'If you do not know, reply exactly: "I don\'t know: the provided documents do not answer '
+    'this question."'
+)
+
+
+class FineTuned(Strategy):
+    """The fine-tuned model answers from its weights alone.
+
+    Token logprobs are requested so the answer carries a confidence (the local fine-tuned
+    models report their own score instead); the cascade uses it.
+    """
+
+    kind = "finetuned"
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        meter: Meter,
+        system_prompt: str = FINETUNED_SYSTEM_PROMPT,
+        max_tokens: int = 400,
+        name: str | None = None,
+    ):
+        super().__init__(meter=meter, name=name)
+        self.model = metered(model, meter, "generate")
+        self.system_prompt = system_prompt
+        self.max_tokens = max_tokens
+
+    def _draft(self, query: str) -> Draft:
+        completion = self.model.complete(
+            messages_for(self.system_prompt, query), max_tokens=self.max_tokens, logprobs=True
+        )
+        confidence = completion.confidence
+        shown = "unknown" if confidence is None else f"{confidence:.2f}"
+        return Draft(
+            text=completion.text,
+            route=f"{self.kind}: {self.model.name} (confidence {shown})",
+            confidence=confidence,
+            abstained=is_abstention(completion.text),
+        )
+
+
+class BaseModel(FineTuned):
+    """The base chat model alone: for open-ended requests (drafting, rewriting text) that
+    need no company knowledge. Same mechanics as :class:`FineTuned`, different model and prompt."""
+
+    kind = "base"
+
+    def __init__(self, model: ChatModel, *, meter: Meter, max_tokens: int = 400, name: str | None = None):
+        super().__init__(
+            model,
+            meter=meter,
+            system_prompt="You are a helpful, concise assistant.",
+            max_tokens=max_tokens,
+            name=name,
+        )
