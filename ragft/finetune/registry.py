@@ -376,7 +376,9 @@ def evaluate_model(
 
     Each example's messages up to its last assistant message are sent; the reply is scored
     with :func:`~ragft.answer_metrics.exact_match` and :func:`~ragft.answer_metrics.token_f1`.
-    Returns ``{"n", "exact_match", "f1", "abstain_rate", "mean_confidence"?}`` plus, for
+    Returns ``{"n", "exact_match", "f1", "abstain_rate"}``, ``answered_f1`` (mean F1 over the
+    replies that were not :data:`~ragft.models.local.ABSTAIN_TEXT` — the precision a cascade
+    relies on) and ``mean_confidence`` when known, plus, for
     routers (``purpose="router"``, or a ``local-ft:router:`` model), ``accuracy`` — the
     normalised label equals the gold label — and ``valid_label_rate`` when ``labels`` is given.
     """
@@ -384,6 +386,7 @@ def evaluate_model(
     n = 0
     em = f1 = abstained = 0.0
     confidences: list[float] = []
+    answered_f1: list[float] = []
     valid_labels = 0
     allowed = {normalize_answer(label) for label in labels} if labels else None
     for example in examples:
@@ -392,7 +395,10 @@ def evaluate_model(
         n += 1
         em += exact_match(completion.text, gold)
         f1 += token_f1(completion.text, gold)
-        abstained += completion.text.strip() == ABSTAIN_TEXT
+        did_abstain = completion.text.strip() == ABSTAIN_TEXT
+        abstained += did_abstain
+        if not did_abstain:
+            answered_f1.append(token_f1(completion.text, gold))
         if completion.confidence is not None:
             confidences.append(completion.confidence)
         if allowed is not None and normalize_answer(completion.text) in allowed:
@@ -405,6 +411,9 @@ def evaluate_model(
         "f1": f1 / n,
         "abstain_rate": abstained / n,
     }
+    if answered_f1:
+        # Precision when the model does answer: what a cascade relies on.
+        result["answered_f1"] = sum(answered_f1) / len(answered_f1)
     if confidences:
         result["mean_confidence"] = sum(confidences) / len(confidences)
     if is_router:

@@ -174,6 +174,7 @@ def test_evaluate_model_exact_match_and_f1() -> None:
     assert m["n"] == 3 and m["exact_match"] == pytest.approx(1 / 3)
     assert m["f1"] == pytest.approx((1 + 0.8 + 0) / 3)
     assert m["abstain_rate"] == pytest.approx(1 / 3) and m["mean_confidence"] == 0.9
+    assert m["answered_f1"] == pytest.approx((1 + 0.8) / 2)
     assert "accuracy" not in m
 
 
