@@ -200,13 +200,15 @@ def compare_ab(
     samples: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    labels: tuple[str, str] | None = None,
 ) -> ABReport:
     """Compare arm A with arm B question by question.
 
     Either two strategies of one run (``result_b=None``; a run with exactly two strategies
     needs no names), or one strategy from each of two runs over the same questions (e.g. the
     same strategy under two configs). Questions are paired by id; those scored in only one
-    arm are left out and counted in ``excluded``.
+    arm are left out and counted in ``excluded``. ``labels`` names the arms in the report
+    (default: the strategy names, with the run ids when two runs are compared).
     """
     if metric not in _GRADED:
         raise EvaluationError(f"metric must be one of {', '.join(_GRADED)}, got {metric!r}")
@@ -228,6 +230,8 @@ def compare_ab(
         recs_a, recs_b = result_a.records_for(name_a), result_b.records_for(name_b)
         label_a, label_b = f"{name_a} @ {result_a.run_id}", f"{name_b} @ {result_b.run_id}"
 
+    if labels is not None:
+        label_a, label_b = labels
     graded_a, graded_b = _scores(recs_a, metric), _scores(recs_b, metric)
     binary_a, binary_b = _scores(recs_a, binary_metric), _scores(recs_b, binary_metric)
     # Keep the first arm's question order so the bootstrap is reproducible.

@@ -737,8 +737,9 @@ def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = 
         yv = 0.0 if y is None else y
         ax.scatter([x], [yv], s=60, zorder=3)
         ax.annotate(name, (x, yv), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    ax.set_xlim(left=0, right=max([*xs, linthresh]) * 3)
-    ax.set_ylim(0, 1.05)
+    # A little room left of $0 so free strategies' markers are not cut in half by the axis.
+    ax.set_xlim(left=-linthresh * 0.4, right=max([*xs, linthresh]) * 3)
+    ax.set_ylim(-0.04, 1.05)  # below 0 for the same reason
     ax.set_xlabel("cost per query (USD, symlog)")
     ax.set_ylabel({"f1": "token F1", "exact_match": "exact match", "contains": "contains answer",
                    "judge": "judge score (1-5)"}[metric])  # fmt: skip
@@ -747,8 +748,8 @@ def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = 
     ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
     ax.grid(True, alpha=0.3)
     if not positive:
-        ax.text(0.5, 0.02, "all strategies ran locally: $0 per query", transform=ax.transAxes,
-                ha="center", fontsize=9, style="italic")  # fmt: skip
+        ax.text(0.5, 0.96, "all strategies ran locally: $0 per query", transform=ax.transAxes,
+                ha="center", va="top", fontsize=9, style="italic")  # fmt: skip
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
