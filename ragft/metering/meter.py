@@ -149,11 +149,6 @@ class Collector:
         return sum(r.cost_usd for r in self.records if r.cost_usd is not None)
 
 
-_active: contextvars.ContextVar[tuple[Collector, ...]] = contextvars.ContextVar(
-    "ragft_meter_collectors", default=()
-)
-
-
 class Meter:
     """Records, prices and rolls up model calls; refuses calls that would break a budget.
 
@@ -175,6 +170,11 @@ class Meter:
         self.tags = dict(tags or {})
         self._records: list[CallRecord] = []
         self._lock = threading.Lock()
+        # Per meter and per context (thread / asyncio task): the open collect() scopes. Scopes
+        # of another meter never see this meter's records.
+        self._active: contextvars.ContextVar[tuple[Collector, ...]] = contextvars.ContextVar(
+            f"ragft_meter_{id(self):x}", default=()
+        )
 
     # -- recording ---------------------------------------------------------------------
     @property
@@ -192,7 +192,7 @@ class Meter:
         """Price and store one call; every active :meth:`collect` scope receives it."""
         self.prices.warn_if_retired(usage.model)
         tags = dict(self.tags)
-        for collector in _active.get():
+        for collector in self._active.get():
             tags.update(collector.tags)
         record = CallRecord(
             usage=usage,
@@ -203,7 +203,7 @@ class Meter:
         )
         with self._lock:
             self._records.append(record)
-        for collector in _active.get():
+        for collector in self._active.get():
             collector.records.append(record)
         if self.ledger is not None:
             self.ledger.append(record)
@@ -214,11 +214,11 @@ class Meter:
         """Collect the records made inside the block (nested scopes each get them all) and
         tag them, e.g. ``with meter.collect(strategy="rag", query="q001") as calls: ...``."""
         collector = Collector(tags={k: str(v) for k, v in tags.items()})
-        token = _active.set(_active.get() + (collector,))
+        token = self._active.set(self._active.get() + (collector,))
         try:
             yield collector
         finally:
-            _active.reset(token)
+            self._active.reset(token)
 
     # -- budgets -------------------------------------------------------------------------
     def check_budget(self, estimate: Usage) -> None:
@@ -241,7 +241,7 @@ class Meter:
                 estimate_usd=est,
             )
         per_query = self.budget.per_query_usd
-        scopes = [c for c in _active.get() if "query" in c.tags]
+        scopes = [c for c in self._active.get() if "query" in c.tags]
         if per_query is not None and scopes:
             q_spent = scopes[-1].cost_usd
             if q_spent + est > per_query:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Passage", "format_context", "parse_context", "split_question"]
+__all__ = ["Passage", "format_context", "parse_context", "parse_search_query", "split_question"]
 
 _FENCE = re.compile(r"</?\s*(context|passage)\b[^>]*>", re.IGNORECASE)
 _PASSAGE = re.compile(
@@ -21,6 +21,7 @@ _PASSAGE = re.compile(
     re.DOTALL,
 )
 _QUESTION_MARK = "\nQuestion: "
+_SEARCH = re.compile(r'<context search="(?P<q>[^"]*)">')
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,23 +42,35 @@ def _attr(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")
 
 
-def format_context(passages: Sequence[Passage], question: str) -> str:
-    """The user-message body: fenced passages, then the question."""
+def format_context(passages: Sequence[Passage], question: str, *, search_query: str | None = None) -> str:
+    """The user-message body: fenced passages, then the question.
+
+    ``search_query`` records a rewritten query the passages were retrieved with (as an
+    attribute of the fence), so a reader can use the rewrite's vocabulary while answering the
+    user's own question.
+    """
     blocks = [
         f'<passage id="{_attr(p.id)}" source="{_attr(p.source)}">\n{_neutralise(p.text)}\n</passage>'
         for p in passages
     ]
-    return "<context>\n" + "\n".join(blocks) + "\n</context>" + _QUESTION_MARK + question.strip()
+    opening = f'<context search="{_attr(search_query)}">' if search_query else "<context>"
+    return opening + "\n" + "\n".join(blocks) + "\n</context>" + _QUESTION_MARK + question.strip()
 
 
 def parse_context(text: str) -> list[Passage]:
     """Passages fenced by :func:`format_context` in ``text`` (empty when there are none)."""
-    start = text.find("<context>")
+    start = text.find("<context")
     end = text.rfind("</context>")
     if start < 0 or end < start:
         return []
     body = text[start:end]
     return [Passage(m["id"], m["source"], m["text"]) for m in _PASSAGE.finditer(body)]
+
+
+def parse_search_query(text: str) -> str | None:
+    """The ``search_query`` recorded by :func:`format_context`, if any."""
+    m = _SEARCH.search(text)
+    return m["q"] if m else None
 
 
 def split_question(text: str) -> str:

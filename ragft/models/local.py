@@ -30,7 +30,7 @@ from ragft.answer import Usage
 from ragft.errors import ModelError
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
-from ragft.models.context import parse_context, split_question
+from ragft.models.context import parse_context, parse_search_query, split_question
 from ragft.textutil import content_words, split_sentences, words
 
 __all__ = [
@@ -213,7 +213,9 @@ class ExtractiveReader:
         """Model id (free in the price table: the ``local/`` prefix)."""
         return self._name
 
-    def _candidates(self, question: str, passages: list) -> list[_Candidate]:
+    def _candidates(self, questions: Sequence[str], passages: list) -> list[_Candidate]:
+        """Every sentence of the passages with its support: the best over the question
+        variants (the user's question, and a rewritten search query when there is one)."""
         units: list[tuple[str, int, int, str]] = []
         for p_index, passage in enumerate(passages):
             for s_index, sentence in enumerate(split_sentences(passage.text)):
@@ -222,23 +224,24 @@ class ExtractiveReader:
                     units.append((passage.id, p_index, s_index, cleaned))
         if not units:
             return []
-        q_terms = set(content_words(question))
         unit_terms = [set(content_words(u[3])) for u in units]
         n = len(units)
         df = Counter(t for terms in unit_terms for t in terms)
-        idf = {t: math.log(1 + (n + 1) / (df.get(t, 0) + 0.5)) for t in q_terms}
-        q_weight = sum(idf.values()) or 1.0
-        lexical = [sum(idf[t] for t in q_terms & terms) / q_weight for terms in unit_terms]
+        vecs = None
         if self.embedder is not None:
-            vecs = self.embedder.embed([question] + [u[3] for u in units], kind="document").vectors
-            semantic = np.clip(vecs[1:] @ vecs[0], 0.0, 1.0).tolist()
-        else:
-            semantic = [0.0] * n
+            vecs = self.embedder.embed([*questions, *(u[3] for u in units)], kind="document").vectors
+        best = np.zeros(n)
         w = self.lexical_weight
-        return [
-            _Candidate(u[0], u[1], u[2], u[3], w * lex + (1 - w) * sem)
-            for u, lex, sem in zip(units, lexical, semantic, strict=True)
-        ]
+        for qi, question in enumerate(questions):
+            q_terms = set(content_words(question))
+            idf = {t: math.log(1 + (n + 1) / (df.get(t, 0) + 0.5)) for t in q_terms}
+            q_weight = sum(idf.values()) or 1.0
+            lexical = np.array([sum(idf[t] for t in q_terms & terms) / q_weight for terms in unit_terms])
+            semantic = (
+                np.clip(vecs[len(questions) :] @ vecs[qi], 0.0, 1.0) if vecs is not None else np.zeros(n)
+            )
+            best = np.maximum(best, w * lexical + (1 - w) * semantic)
+        return [_Candidate(u[0], u[1], u[2], u[3], float(score)) for u, score in zip(units, best, strict=True)]
 
     def complete(
         self,
@@ -252,7 +255,9 @@ class ExtractiveReader:
         user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         question = split_question(user)
         passages = parse_context(user)
-        candidates = self._candidates(question, passages)
+        # A rewritten search query (RewriteRAG) carries the documents' vocabulary: use it too.
+        search = parse_search_query(user)
+        candidates = self._candidates([question, search] if search else [question], passages)
         candidates.sort(key=lambda c: c.score, reverse=True)
         best = candidates[0] if candidates else None
         confidence = round(best.score, 4) if best else 0.0

@@ -94,12 +94,17 @@ class RAG(Strategy):
             sources.append(_source(hit))
         return passages, sources
 
-    def build_messages(self, query: str, passages: Sequence[Passage]) -> list[Message]:
+    def build_messages(
+        self, query: str, passages: Sequence[Passage], search_query: str | None = None
+    ) -> list[Message]:
         """System prompt plus the fenced context and question."""
-        return messages_for(self.system_prompt, format_context(passages, query))
+        return messages_for(self.system_prompt, format_context(passages, query, search_query=search_query))
 
-    def generate(self, query: str, hits: Sequence[Any], route_prefix: str) -> Draft:
-        """Generate an answer for ``query`` from ``hits`` (shared by RAG and its hybrids)."""
+    def generate(
+        self, query: str, hits: Sequence[Any], route_prefix: str, *, search_query: str | None = None
+    ) -> Draft:
+        """Generate an answer for ``query`` from ``hits`` (shared by RAG and its hybrids).
+        ``search_query``: the rewritten query the hits came from, shown to the generator."""
         if not hits:
             return Draft(
                 text=ABSTAIN_TEXT,
@@ -109,7 +114,7 @@ class RAG(Strategy):
             )
         passages, sources = self.pack(hits)
         completion = self.generator.complete(
-            self.build_messages(query, passages), max_tokens=self.max_tokens, logprobs=True
+            self.build_messages(query, passages, search_query), max_tokens=self.max_tokens, logprobs=True
         )
         cited = self._cited(completion.text, completion.citations, sources)
         confidence = completion.confidence

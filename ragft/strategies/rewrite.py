@@ -69,4 +69,9 @@ class RewriteRAG(Strategy):
         if self.include_original and rewritten != query:
             k = len(hits) or (self.rag.top_k or 5)
             hits = _fuse(hits, list(self.rag.retrieve(query)), k)
-        return self.rag.generate(query, hits, f"{self.kind}: {query!r} -> {rewritten!r} -> rag")
+        return self.rag.generate(
+            query,
+            hits,
+            f"{self.kind}: {query!r} -> {rewritten!r} -> rag",
+            search_query=rewritten if rewritten != query else None,
+        )

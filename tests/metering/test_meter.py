@@ -172,3 +172,11 @@ def test_abandoned_stream_is_billed_as_an_estimate() -> None:
     gen.close()  # consumer stops early: no final usage chunk
     last = meter.records[-1]
     assert last.usage.source == "estimated" and last.usage.output_tokens >= 1
+
+
+def test_scopes_of_one_meter_ignore_another_meters_calls() -> None:
+    a, b = Meter(), Meter()
+    chat_b = b.chat_model(FixedChat("local/x", {"input_tokens": 1}))
+    with a.collect(query="q") as scope:
+        chat_b.complete(MSGS)
+    assert scope.records == [] and len(b.records) == 1
