@@ -116,10 +116,9 @@ class RAG(Strategy):
         completion = self.generator.complete(
             self.build_messages(query, passages, search_query), max_tokens=self.max_tokens, logprobs=True
         )
-        cited = self._cited(completion.text, completion.citations, sources)
+        text, cited = self._cited(completion.text, completion.citations, sources)
         confidence = completion.confidence
-        abstained = is_abstention(completion.text)
-        text = completion.text
+        abstained = is_abstention(text)
         n_docs = len({s.document for s in sources})
         route = (
             f"{route_prefix}: {len(passages)} passage{'s' * (len(passages) != 1)} from "
@@ -137,15 +136,25 @@ class RAG(Strategy):
         )
 
     @staticmethod
-    def _cited(text: str, citations: Sequence[str], sources: Sequence[Source]) -> tuple[Source, ...]:
-        # Prefer the passages the model cited; fall back to everything it was shown.
+    def _cited(text: str, citations: Sequence[str], sources: Sequence[Source]) -> tuple[str, tuple[Source, ...]]:
+        """The passages the answer cites, in citation order, and the text with its ``[n]``
+        markers renumbered to match them (so ``[1]`` is the first listed source). Without
+        citations, every passage shown is returned and the text is unchanged."""
         ids = list(citations) or _CITATION.findall(text)
-        picked: list[Source] = []
+        picked: list[int] = []
         for raw in ids:
             index = int(raw) - 1 if str(raw).isdigit() else -1
-            if 0 <= index < len(sources) and sources[index] not in picked:
-                picked.append(sources[index])
-        return tuple(picked) if picked else tuple(sources)
+            if 0 <= index < len(sources) and index not in picked:
+                picked.append(index)
+        if not picked:
+            return text, tuple(sources)
+        new_number = {old + 1: new + 1 for new, old in enumerate(picked)}
+
+        def renumber(m: re.Match[str]) -> str:
+            n = int(m.group(1))
+            return f"[{new_number[n]}]" if n in new_number else m.group(0)
+
+        return _CITATION.sub(renumber, text), tuple(sources[i] for i in picked)
 
     def retrieve(self, query: str) -> Sequence[Any]:
         """Hits for ``query`` (metered through the retriever's embedder)."""
@@ -177,7 +186,9 @@ class RAG(Strategy):
                     ):
                         pieces.append(delta)
                         yield delta
-                    sources = self._cited("".join(pieces), (), all_sources)
+                    # The streamed text is already out with the passages' own numbers in its
+                    # [n] markers, so list every passage shown, in that numbering.
+                    sources = tuple(all_sources)
             text = "".join(pieces)
             abstained = is_abstention(text)
             holder.answer = Answer(

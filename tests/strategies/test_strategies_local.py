@@ -204,3 +204,14 @@ def test_empty_query_is_rejected(retriever, reader, meter) -> None:
 def test_abstention_detection() -> None:
     assert is_abstention(ABSTAIN_TEXT) and is_abstention("I don't know.") and is_abstention(REFUSAL_TEXT)
     assert not is_abstention("The per diem is $75. I don't know about taxis.")
+
+
+def test_citations_are_renumbered_to_the_listed_sources() -> None:
+    from ragft.answer import Source
+
+    shown = [Source(f"c{i}", f"doc{i}.md", 1.0 - i / 10, "") for i in range(4)]
+    text, cited = RAG._cited("Per diem is $75 [3], receipts needed [1] and [3].", (), shown)
+    assert [s.document for s in cited] == ["doc2.md", "doc0.md"]
+    assert text == "Per diem is $75 [1], receipts needed [2] and [1]."
+    same, everything = RAG._cited("No markers here.", (), shown)
+    assert same == "No markers here." and len(everything) == 4
