@@ -1,0 +1,121 @@
+"""Strategies are swapped by config: every built-in builds from a TOML file and answers offline,
+with fine-tuned parts resolved through the model registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragft.cli import main as cli
+from ragft.components import MODELS_DIR, REGISTRY_FILE
+from ragft.config import load_config
+from ragft.errors import ConfigError, IndexStoreError, RegistryError
+from ragft.finetune.data import generator_examples, rewriter_examples, router_examples, write_jsonl
+from ragft.finetune.jobs import JobManager
+from ragft.finetune.local import LocalFineTuneBackend
+from ragft.finetune.registry import ModelRegistry
+from ragft.models.local import HashingEmbedder
+from ragft.strategies import available_strategies, from_config, register_strategy
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "corpus" / "finetune"
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(x) for x in (DATA / name).read_text().splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with an index of the sample corpus and promoted local generator/rewriter/router,
+    all on the hashing embedder (fast)."""
+    home = tmp_path_factory.mktemp("home")
+    config = home / "ragft.toml"
+    config.write_text(
+        f'home = "{home}"\n[models]\nembedding = "local/hashing-256"\n'
+        f'[index]\ncorpus = "{ROOT / "corpus" / "docs"}"\n'
+    )
+    assert cli(["index", "--config", str(config), "--quiet"]) == 0
+    backend = LocalFineTuneBackend(home / MODELS_DIR, HashingEmbedder(256))
+    manager = JobManager(backend, home / "jobs" / "local")
+    registry = ModelRegistry(home / REGISTRY_FILE)
+    labels = ["factual", "procedural", "creative", "out_of_scope"]
+    sets = {
+        "generator": generator_examples(rows("qa_train.jsonl")),
+        "rewriter": rewriter_examples(rows("rewrites.jsonl")),
+        "router": router_examples(rows("routes.jsonl"), labels),
+    }
+    for name, examples in sets.items():
+        path = home / f"{name}.jsonl"
+        write_jsonl(examples, path)
+        job = manager.start(path, model="local", suffix="t")
+        status = manager.follow(job.job_id)
+        v = registry.register(name, model_id=status.fine_tuned_model, base_model="local", purpose=name)
+        registry.promote(name, v.version)
+    return home
+
+
+@pytest.mark.parametrize(
+    ("strategy", "question", "route_start"),
+    [
+        ("rag", "What is the meal per diem?", "rag: "),
+        ("finetuned", "How do I request a new laptop?", "finetuned: local-ft:generator:t:"),
+        ("ft_rag", "What is the meal per diem?", "ft_rag: "),
+        ("rewrite_rag", "cab money back?", "rewrite_rag: 'cab money back?' -> '"),
+        ("router", "Write a haiku about Mondays", "router: "),
+        ("cascade", "What is the meal per diem?", "cascade: finetuned "),
+        ("base", "Write a haiku about Mondays", "base: local/extractive-reader"),
+    ],
+)
+def test_every_builtin_strategy_answers_from_config(home, strategy, question, route_start) -> None:
+    s = from_config(home / "ragft.toml", strategy=strategy)
+    a = s.answer(question)
+    assert a.strategy == strategy and a.route.startswith(route_start), a.route
+    assert a.text and a.calls and a.cost_usd == 0.0
+    assert all(c.tags["strategy"] == strategy for c in a.calls)
+
+
+def test_router_classes_come_from_the_trained_classifier(home) -> None:
+    s = from_config(home / "ragft.toml", strategy="router")
+    assert s.answer("Write a haiku about Mondays").route.startswith("router: creative (")
+    assert s.answer("What is the capital of Peru?").route.startswith("router: out_of_scope (")
+
+
+def test_cli_ask_prints_answer_sources_route_and_cost(home, capsys) -> None:
+    assert cli(["ask", "What is the meal per diem?", "--config", str(home / "ragft.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "$75" in out and "Sources:\n  [1] policies/travel_expenses.md" in out
+    assert "Route: rag: " in out and "Usage: " in out and "$0.000000" in out
+    assert cli(["ask", "What is the meal per diem?", "--config", str(home / "ragft.toml"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["strategy"] == "rag" and data["calls"] and data["cost_usd"] == 0.0
+
+
+def test_missing_registry_model_says_how_to_train(tmp_path) -> None:
+    (tmp_path / "c.toml").write_text(f'home = "{tmp_path}"\n')
+    with pytest.raises(RegistryError, match="finetune_local.py"):
+        from_config(tmp_path / "c.toml", strategy="finetuned")
+
+
+def test_empty_index_says_what_to_run(tmp_path) -> None:
+    (tmp_path / "c.toml").write_text(f'home = "{tmp_path}"\n[models]\nembedding = "local/hashing-64"\n')
+    with pytest.raises(IndexStoreError, match="ragft index"):
+        from_config(tmp_path / "c.toml", strategy="rag")
+
+
+def test_unknown_strategy_and_duplicate_registration() -> None:
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'; available: base, cascade"):
+        from_config(load_config(env={}), strategy="nope")
+    assert {"rag", "finetuned", "ft_rag", "rewrite_rag", "router", "cascade", "base"} <= set(available_strategies())
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy("rag", lambda ctx: None)  # type: ignore[arg-type,return-value]
+
+
+def test_openai_model_without_a_key_is_a_clear_error(home) -> None:
+    cfg = load_config(home / "ragft.toml", env={}, overrides={"models.chat": "gpt-4.1-mini"})
+    from ragft.errors import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
+        from_config(cfg, strategy="rag")
