@@ -142,9 +142,8 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
         "candidates": r.candidates,
         "min_score": r.min_score,
         "dense_weight": r.dense_weight,
+        "fusion": r.fusion,
     }
-    # A dense weight other than the default means the user asked for weighted fusion.
-    settings["fusion"] = "weighted" if r.dense_weight != 0.5 else "rrf"
     if r.rerank == "embedding":
         from ragft.rag.rerank import EmbeddingReranker
 

@@ -44,14 +44,17 @@ def config(tmp_path: Path) -> Path:
 def test_index_reports_changes_and_costs(config, capsys) -> None:
     assert run(["index", "--config", str(config), "--quiet"]) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith("added 2, changed 0, removed 0, unchanged 0 documents; embedded 2 chunks (")
+    assert out.startswith(
+        "added 2, changed 0, removed 0, unchanged 0 documents; embedded 2 chunks ("
+    )
     assert out.endswith("tokens, $0.000000)")  # local models are free
     assert (config.parent / "home" / "index" / "vectors" / "manifest.json").is_file()
     assert (config.parent / "home" / "ledger.jsonl").is_file()
 
     assert run(["index", "--config", str(config), "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == (
-        "added 0, changed 0, removed 0, unchanged 2 documents; embedded 0 chunks (0 tokens, $0.000000)"
+        "added 0, changed 0, removed 0, unchanged 2 documents; "
+        "embedded 0 chunks (0 tokens, $0.000000)"
     )
     (config.parent / "corpus" / "leave.md").unlink()
     assert run(["index", "--config", str(config), "--quiet", "--rebuild", "--kind", "hnsw"]) == 0
@@ -69,7 +72,8 @@ def test_index_takes_a_directory_argument(config, tmp_path, capsys) -> None:
 def test_search_prints_ranked_hits_and_json(config, capsys) -> None:
     run(["index", "--config", str(config), "--quiet"])
     capsys.readouterr()
-    assert run(["search", "meal per diem", "--config", str(config), "-k", "1", "--mode", "bm25"]) == 0
+    argv = ["search", "meal per diem", "--config", str(config), "-k", "1", "--mode", "bm25"]
+    assert run(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("1. travel.md (Travel > Meals)  score=")
     assert "The meal per diem is $75 per day." in out

@@ -78,7 +78,9 @@ def test_compaction_keeps_results_identical() -> None:
 
 def test_analysis_stems_drops_stopwords_and_splits_hyphens() -> None:
     assert analyze("The connections were connecting") == ["connect", "connect"]
-    assert analyze("anti-inflammatory drugs") == ["anti-inflammatory", "anti", "inflammatori", "drug"]
+    assert analyze("anti-inflammatory drugs") == [
+        "anti-inflammatory", "anti", "inflammatori", "drug",
+    ]
     assert analyze("Lumen 4.5 lum-4031") == ["lumen", "4.5", "lum-4031", "lum", "4031"]
     assert [porter_stem(w) for w in ["caresses", "ponies", "relational", "hopping"]] == [
         "caress", "poni", "relat", "hop",

@@ -108,7 +108,8 @@ def test_save_and_load_round_trip(tmp_path, kind) -> None:
     loaded = VectorIndex.load(tmp_path / "idx", expected_embedder="test/emb", expected_dim=DIM)
     assert loaded.kind == kind
     assert loaded.document_ids() == index.document_ids()
-    assert loaded.document_hash("doc0") == "hash0" and loaded.document_hash("empty-doc") == "h-empty"
+    assert loaded.document_hash("doc0") == "hash0"
+    assert loaded.document_hash("empty-doc") == "h-empty"
     assert loaded.meta["chunking"] == {"max_tokens": 300}
     assert [c.id for c in loaded.chunks_of("doc2")] == [f"doc2-{i}" for i in range(4)]
     query = vectors["doc2-1"]

@@ -111,7 +111,8 @@ class ScriptedChat:
     def complete(self, messages, *, max_tokens=None, temperature=0.0, logprobs=False) -> Completion:
         self.prompts.append(messages)
         text = self.replies.pop(0)
-        return Completion(text=text, usage=Usage(model=self.name, input_tokens=10, output_tokens=1), model=self.name)
+        usage = Usage(model=self.name, input_tokens=10, output_tokens=1)
+        return Completion(text=text, usage=usage, model=self.name)
 
 
 def test_llm_reranker_sorts_rated_hits_and_keeps_unparsable_in_place(kb) -> None:
@@ -122,7 +123,7 @@ def test_llm_reranker_sorts_rated_hits_and_keeps_unparsable_in_place(kb) -> None
     assert len(chat.prompts) == 4
     assert "<passage" in chat.prompts[0][1]["content"]  # the passage is fenced as data
     # Rated slots 0, 2, 3 receive the rated hits by rating (9, 7, 3); slot 1 keeps its hit.
-    assert [h.chunk.id for h in out] == [hits[2].chunk.id, hits[1].chunk.id, hits[3].chunk.id, hits[0].chunk.id]
+    assert [h.chunk.id for h in out] == [hits[i].chunk.id for i in (2, 1, 3, 0)]
     assert [h.score for h in (out[0], out[2], out[3])] == [0.9, 0.7, 0.3]
     assert out[1].score == hits[1].score
 
