@@ -43,6 +43,7 @@ __all__ = [
     "MIN_EXAMPLES",
     "PURPOSES",
     "REWRITER_SYSTEM",
+    "ROUTER_SYSTEM_PREFIX",
     "DataProblem",
     "Example",
     "Purpose",
@@ -93,12 +94,13 @@ REWRITER_SYSTEM = (
     "meaning, spell out abbreviations and add the terms the documents use. "
     "Reply with the rewritten query only."
 )
-_ROUTER_MARKER = "Classify the user's query into exactly one of these labels:"
+#: How the router builders' system prompt starts (the labels follow, comma-separated).
+ROUTER_SYSTEM_PREFIX = "Classify the user's query into exactly one of these labels:"
 
 
 def router_system_prompt(labels: Sequence[str]) -> str:
     """The router builders' system prompt, naming every allowed label."""
-    return f"{_ROUTER_MARKER} {', '.join(labels)}. Reply with the label only."
+    return f"{ROUTER_SYSTEM_PREFIX} {', '.join(labels)}. Reply with the label only."
 
 
 # --------------------------------------------------------------------------- builders
@@ -120,8 +122,9 @@ def _pairs(
             continue
         for key, value in ((first, a), (second, b)):
             if not isinstance(value, str) or not value.strip():
-                problems.append(DataProblem(number, "empty_field",
-                                            f"{key!r} is missing or empty; give a non-empty string"))
+                problems.append(DataProblem(
+                    number, "empty_field", f"{key!r} is missing or empty; give a non-empty string"
+                ))
         if isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip():
             out.append((a.strip(), b.strip()))
     if problems:
@@ -276,7 +279,8 @@ class Split:
 
     def sizes(self) -> dict[str, int]:
         """Number of examples per partition."""
-        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        return {"train": len(self.train), "validation": len(self.validation),
+                "test": len(self.test)}
 
 
 def split_examples(
@@ -335,7 +339,7 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     if "messages" not in first and "query" in first and ("passage" in first or "positive" in first):
         return "adapter"
     system = _system_text(first)
-    if system.startswith(_ROUTER_MARKER):
+    if system.startswith(ROUTER_SYSTEM_PREFIX):
         return "router"
     if system == REWRITER_SYSTEM:
         return "rewriter"
@@ -503,8 +507,10 @@ def _check_message(line: int, index: int, message: Any, problems: list[DataProbl
         problems.append(DataProblem(line, "message_missing_role",
                                     f"{where} has no 'role'; add one of {sorted(ALLOWED_ROLES)}"))
     elif role not in ALLOWED_ROLES:
-        problems.append(DataProblem(line, "unrecognized_role",
-                                    f"{where} has role {role!r}; use one of {sorted(ALLOWED_ROLES)}"))
+        problems.append(DataProblem(
+            line, "unrecognized_role", f"{where} has role {role!r}; use one of "
+            f"{sorted(ALLOWED_ROLES)}"
+        ))
     unknown = sorted(set(message) - ALLOWED_MESSAGE_KEYS)
     if unknown:
         problems.append(DataProblem(line, "unrecognized_key",
@@ -512,8 +518,10 @@ def _check_message(line: int, index: int, message: Any, problems: list[DataProbl
                                     f"{sorted(ALLOWED_MESSAGE_KEYS)} — remove or rename them"))
     has_call = bool(message.get("function_call") or message.get("tool_calls"))
     if "content" not in message and not has_call:
-        problems.append(DataProblem(line, "message_missing_content",
-                                    f"{where} ({role or 'no role'}) has no 'content'; add the text"))
+        problems.append(DataProblem(
+            line, "message_missing_content",
+            f"{where} ({role or 'no role'}) has no 'content'; add the text"
+        ))
     elif "content" in message:
         content = message["content"]
         if content is None:

@@ -35,6 +35,7 @@ from ragft.errors import (
     FineTuneError,
     JobFailedError,
     ModelRetiredError,
+    TrainingDataError,
     TrainingNotAvailableError,
 )
 from ragft.finetune.data import check_base_model, detect_purpose, read_jsonl, validate_file
@@ -507,7 +508,9 @@ class OpenAIFineTuneBackend:
 
     def cancel_job(self, job_id: str) -> JobStatus:
         """``fine_tuning.jobs.cancel``."""
-        job = self._call(f"cancel job {job_id}", lambda: self.client.fine_tuning.jobs.cancel(job_id))
+        job = self._call(
+            f"cancel job {job_id}", lambda: self.client.fine_tuning.jobs.cancel(job_id)
+        )
         return self._status(job)
 
 
@@ -757,7 +760,13 @@ class JobManager:
                 )
             self.backend.check_model(model)
             if job.purpose is None:
-                job = replace(job, purpose=detect_purpose(read_jsonl(training_path)))
+                try:
+                    rows = read_jsonl(training_path)
+                except TrainingDataError:
+                    if validate:  # the full line-by-line report beats the first parse error
+                        validate_file(training_path, model=model, raise_on_error=True)
+                    raise
+                job = replace(job, purpose=detect_purpose(rows))
             if validate and job.purpose != "adapter":
                 validate_file(training_path, model=model, raise_on_error=True)
                 if validation_path is not None:

@@ -1,4 +1,4 @@
-"""An offline fine-tuning backend that really trains small models, with numpy, on the local embedder.
+"""An offline fine-tuning backend that really trains small models (numpy, local embedder).
 
 :class:`LocalFineTuneBackend` implements :class:`~ragft.finetune.jobs.FineTuneBackend` like
 OpenAI's service does — files are uploaded, a job goes ``validating_files → queued → running →
@@ -46,6 +46,7 @@ import numpy as np
 from ragft.answer_metrics import token_f1
 from ragft.errors import FineTuneError, TrainingDataError
 from ragft.finetune.data import (
+    ROUTER_SYSTEM_PREFIX,
     auto_epochs,
     detect_purpose,
     example_key,
@@ -173,7 +174,8 @@ def fit_softmax_regression(
             row = {"step": float(step), "train_loss": loss}
             if x_val is not None and y_val is not None and len(y_val):
                 pv = _softmax(np.asarray(x_val, dtype=np.float64) @ w + b)
-                row["valid_loss"] = -float(np.mean(np.log(pv[np.arange(len(y_val)), y_val] + 1e-12)))
+                picked = pv[np.arange(len(y_val)), y_val]
+                row["valid_loss"] = -float(np.mean(np.log(picked + 1e-12)))
                 row["valid_accuracy"] = float(np.mean(pv.argmax(axis=1) == y_val))
             history.append(row)
             if on_step is not None:
@@ -223,14 +225,17 @@ def _contrastive_loss_grad(
     mask: np.ndarray | None,
     scale: float,
     need_grad: bool = True,
+    extra: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None]:
-    # logits_ij = scale · cos(W q_i, p_j); the positive of row i is column i.
+    # logits_ij = scale · cos(W q_i, c_j) over columns c = the batch's passages (+ any mined
+    # hard negatives); the positive of row i is column i.
     u = q @ w.T
     norms = np.linalg.norm(u, axis=1, keepdims=True).clip(1e-12)
     qh = u / norms
-    logits = scale * (qh @ p.T)
+    cols = p if extra is None else np.concatenate([p, extra])
+    logits = scale * (qh @ cols.T)
     if mask is not None:
-        logits = np.where(mask, -1e9, logits)
+        logits[:, : len(p)] = np.where(mask, -1e9, logits[:, : len(p)])
     probs = _softmax(logits)
     n = len(q)
     loss = -float(np.mean(np.log(probs[np.arange(n), np.arange(n)] + 1e-12)))
@@ -239,7 +244,7 @@ def _contrastive_loss_grad(
     g_logits = probs.copy()
     g_logits[np.arange(n), np.arange(n)] -= 1
     g_logits /= n
-    g_qh = scale * (g_logits @ p)
+    g_qh = scale * (g_logits @ cols)
     # Back through the normalisation: d(u/|u|) = (I - qh qhᵀ)/|u|.
     g_u = (g_qh - qh * (qh * g_qh).sum(axis=1, keepdims=True)) / norms
     return loss, g_u.T @ q
@@ -267,6 +272,7 @@ def fit_linear_adapter(
     lr: float = 1e-3,
     temperature: float = 0.05,
     identity_l2: float = 0.0,
+    hard_negatives: np.ndarray | None = None,
     seed: int = 0,
     on_step: StepCallback | None = None,
 ) -> AdapterFit:
@@ -276,14 +282,20 @@ def fit_linear_adapter(
     other passage in the mini-batch is a negative (``groups`` marks rows of the same query so
     its other relevant passages are not treated as negatives). The matrix starts as the
     identity — the un-adapted embedder — and ``identity_l2`` adds ``λ‖W − I‖²_F`` so a small
-    training set cannot drag it far. With validation pairs the epoch with the lowest validation
-    loss is kept (early stopping); ``best_epoch`` 0 means the identity was never beaten.
+    training set cannot drag it far. ``hard_negatives[i]`` (optional) is a passage that looks
+    relevant to ``queries[i]`` but is not (e.g. the un-adapted embedder's best wrong hit); each
+    batch adds them as extra negative columns, which random in-batch negatives rarely are.
+    With validation pairs the epoch with the lowest validation loss is kept (early stopping);
+    ``best_epoch`` 0 means the identity was never beaten.
     """
     q = np.asarray(queries, dtype=np.float64)
     p = np.asarray(passages, dtype=np.float64)
     n, d = q.shape
     if p.shape != q.shape:
         raise ValueError(f"queries {q.shape} and passages {p.shape} must have the same shape")
+    hard = None if hard_negatives is None else np.asarray(hard_negatives, dtype=np.float64)
+    if hard is not None and hard.shape != q.shape:
+        raise ValueError(f"hard_negatives {hard.shape} must match queries {q.shape}")
     eye = np.eye(d)
     w = eye.copy()
     opt = _Adam([w], lr)
@@ -313,7 +325,9 @@ def fit_linear_adapter(
             idx = order[start : start + batch_size]
             if len(idx) < 2:
                 continue
-            loss, grad = _contrastive_loss_grad(w, q[idx], p[idx], _batch_mask(groups, idx), scale)
+            extra = hard[idx] if hard is not None else None
+            loss, grad = _contrastive_loss_grad(w, q[idx], p[idx], _batch_mask(groups, idx), scale,
+                                                extra=extra)
             assert grad is not None
             if identity_l2:
                 grad = grad + 2 * identity_l2 * (w - eye)
@@ -457,7 +471,8 @@ def train_generator(
     else:
         slope, intercept = calibrate_logistic(f_arr, y_arr)
     probs = 1 / (1 + np.exp(-(slope * f_arr + intercept)))
-    log_loss = float(-np.mean(y_arr * np.log(probs + 1e-12) + (1 - y_arr) * np.log(1 - probs + 1e-12)))
+    log_loss = float(-np.mean(y_arr * np.log(probs + 1e-12)
+                              + (1 - y_arr) * np.log(1 - probs + 1e-12)))
     metrics: dict[str, float] = {
         "calibration_pairs": float(len(y_arr)),
         "calibration_positive": float(y_arr.sum()),
@@ -594,12 +609,10 @@ def _holdout(
 
 
 def _router_labels(train: Sequence[Mapping[str, Any]]) -> list[str]:
-    from ragft.finetune.data import _ROUTER_MARKER  # the builders' prompt lists label order
-
     system = _system(train[0]) if train else ""
     seen = list(dict.fromkeys(_assistant(ex).strip() for ex in train))
-    if system.startswith(_ROUTER_MARKER):
-        listed = [s.strip() for s in system[len(_ROUTER_MARKER):].split(".")[0].split(",")]
+    if system.startswith(ROUTER_SYSTEM_PREFIX):
+        listed = [s.strip() for s in system[len(ROUTER_SYSTEM_PREFIX):].split(".")[0].split(",")]
         if set(seen) <= set(listed):
             return listed
     return sorted(seen)

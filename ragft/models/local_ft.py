@@ -106,7 +106,9 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
         if not file.is_file():
             raise ModelError(f"model artifact {path} is missing {name}; retrain it")
         if _sha256(file) != digest:
-            raise ModelError(f"model artifact file {file} is corrupt (SHA-256 mismatch); retrain it")
+            raise ModelError(
+                f"model artifact file {file} is corrupt (SHA-256 mismatch); retrain it"
+            )
     arrays: dict[str, np.ndarray] = {}
     if "weights.npz" in files:
         with np.load(path / "weights.npz", allow_pickle=False) as npz:
