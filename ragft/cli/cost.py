@@ -95,7 +95,7 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("path", help="corpus directory or training .jsonl file")
     e.add_argument("--model", "-m", help="embedding model (default text-embedding-3-small) or "
-                   "base model to fine-tune (default gpt-4.1-mini)")  # fmt: skip
+                   "base model to fine-tune (default gpt-4.1-mini)")
     e.add_argument("--epochs", default="auto", help="training epochs, or 'auto' (default)")
     e.add_argument("--config", "-c", help="TOML config whose [prices] overrides apply")
     e.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -110,9 +110,9 @@ def register(subparsers: Any) -> None:
     c.add_argument("--from-eval", metavar="RESULT_JSON", help="take measured costs per query from an eval result")
     c.add_argument("--strategy", "-s", action="append", default=[], metavar="NAME=CPQ[:FIXED[:SETUP]]",
                    help="a strategy's cost per query, fixed monthly cost and one-off setup cost "
-                   "(repeatable); an empty CPQ keeps the measured one, e.g. finetuned=:100")  # fmt: skip
+                   "(repeatable); an empty CPQ keeps the measured one, e.g. finetuned=:100")
     c.add_argument("--volumes", default=DEFAULT_VOLUMES, type=_volumes,
-                   help="comma-separated queries per month (default: %(default)s)")  # fmt: skip
+                   help="comma-separated queries per month (default: %(default)s)")
     c.add_argument("--amortize-months", type=int, default=12, help="months over which setup is spread")
     c.add_argument("--json", action="store_true", help="print the projection as JSON")
     c.set_defaults(func=run_compare)

@@ -59,11 +59,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--citations", type=parse_yes_no, metavar="yes/no", help="must answers cite sources?")
     p.add_argument("--volume", type=parse_count, metavar="N", help="queries per month (e.g. 150k)")
     p.add_argument("--format-critical", type=parse_yes_no, metavar="yes/no",
-                   help="is format/style consistency critical?")  # fmt: skip
+                   help="is format/style consistency critical?")
     p.add_argument("--examples", type=parse_count, metavar="N", help="training examples available")
     p.add_argument("--eval", metavar="RESULT_JSON", help="back the pick with an eval result.json")
     p.add_argument("--metric", choices=("f1", "contains", "exact_match", "judge"), default="f1",
-                   help="quality measure used with --eval (default: %(default)s)")  # fmt: skip
+                   help="quality measure used with --eval (default: %(default)s)")
     p.add_argument("--no-input", action="store_true", help="never prompt, even in a terminal")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
     p.set_defaults(func=run)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if missing and not args.json:
         why = "--no-input" if args.no_input else "stdin is not a terminal"
         print(f"note: {why}; not answered: {', '.join(m.replace('_', '-') for m in missing)} "
-              "(the defaults assumed are listed below)", file=sys.stderr)  # fmt: skip
+              "(the defaults assumed are listed below)", file=sys.stderr)
     inputs = DecisionInputs(
         knowledge_changes=args.knowledge_changes,
         citations=args.citations,

@@ -37,20 +37,20 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
     p.add_argument("--questions", "-q", default="corpus/questions.jsonl",
-                   help="question file, JSONL (default: %(default)s)")  # fmt: skip
+                   help="question file, JSONL (default: %(default)s)")
     p.add_argument("--strategies", "-s",
                    help="comma-separated strategy names, e.g. rag,finetuned,cascade "
-                   "(default: the config's [strategy] name)")  # fmt: skip
+                   "(default: the config's [strategy] name)")
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (after --kinds)")
     p.add_argument("--kinds", help=f"comma-separated question kinds to keep ({', '.join(KINDS)})")
     p.add_argument("--out", "-o", help="output directory (default: <home>/eval/<timestamp>/)")
     p.add_argument("--concurrency", type=int, default=1, help="questions answered at once per strategy")
     p.add_argument("--ab", metavar="OTHER_CONFIG",
-                   help="also run the strategies under this config and A/B-test each one")  # fmt: skip
+                   help="also run the strategies under this config and A/B-test each one")
     p.add_argument("--judge", action="store_true",
-                   help="grade answers 1-5 with the config's chat model (OpenAI backend; costs calls)")  # fmt: skip
+                   help="grade answers 1-5 with the config's chat model (OpenAI backend; costs calls)")
     p.add_argument("--metric", choices=("f1", "contains", "exact_match"), default="f1",
-                   help="quality measure for the plot and the A/B test (default: %(default)s)")  # fmt: skip
+                   help="quality measure for the plot and the A/B test (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -87,7 +87,7 @@ def _evaluate(cfg: RagftConfig, names: list[str], questions: list[Question], out
     return run_eval(
         strategies, questions, meter=meter, concurrency=args.concurrency,
         progress=not args.no_progress, judge=judge, meta=meta,
-    )  # fmt: skip
+    )
 
 
 def _write(result: Any, out: Path, metric: str) -> list[Path]:
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "config": str(args.config) if args.config else None, "questions": str(args.questions),
         "kinds": kinds, "limit": args.limit, "provider": cfg.provider,
         "chat_model": cfg.chat_model, "embedding_model": cfg.embedding_model,
-    }  # fmt: skip
+    }
     result = _evaluate(cfg, names, questions, out, args, meta)
     print(format_table(result))
     written = _write(result, out, args.metric)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         out_b = out / "b"
         out_b.mkdir(parents=True, exist_ok=True)
         meta_b = {**meta, "config": str(args.ab), "provider": cfg_b.provider,
-                  "chat_model": cfg_b.chat_model, "embedding_model": cfg_b.embedding_model}  # fmt: skip
+                  "chat_model": cfg_b.chat_model, "embedding_model": cfg_b.embedding_model}
         result_b = _evaluate(cfg_b, names, questions, out_b, args, meta_b)
         print(f"\nB: {args.ab}")
         print(format_table(result_b))
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             compare_ab(result, result_b, strategy_a=n, strategy_b=n, metric=args.metric,
                        labels=(f"{n} @ {config_a}", f"{n} @ {Path(args.ab).name}"))
             for n in names
-        ]  # fmt: skip
+        ]
         for report in reports:
             print()
             print(report.summary())

@@ -141,13 +141,18 @@ class ABReport:
 
     @property
     def verdict(self) -> str:
-        """One sentence: which arm is better on ``metric``, or that the data cannot tell."""
+        """One sentence: which arm is better on ``metric`` by the bootstrap CI, or that the data
+        cannot tell; notes when the sign test does not agree at the same level."""
         level = f"{self.confidence:.0%}"
-        if self.ci_low > 0:
-            return f"B ({self.label_b}) is better on {self.metric} ({level} CI excludes 0)"
-        if self.ci_high < 0:
-            return f"A ({self.label_a}) is better on {self.metric} ({level} CI excludes 0)"
-        return f"no significant difference on {self.metric} ({level} CI includes 0)"
+        alpha = 1 - self.confidence
+        if not self.significant:
+            return f"no significant difference on {self.metric} ({level} CI includes 0)"
+        better = f"B ({self.label_b})" if self.ci_low > 0 else f"A ({self.label_a})"
+        text = f"{better} is better on {self.metric} ({level} CI excludes 0)"
+        if self.sign_p >= alpha:
+            # The mean can move on a few large differences while most questions tie: say so.
+            text += f"; the sign test does not confirm it (p = {self.sign_p:.3g}, most questions tie or split)"
+        return text
 
     def summary(self) -> str:
         """A short multi-line report for the terminal."""
@@ -162,7 +167,7 @@ class ABReport:
             f"  McNemar on {self.binary_metric}: A {self.rate_a:.3f}, B {self.rate_b:.3f}; only A right "
             f"{self.a_only}, only B right {self.b_only}; exact p = {self.mcnemar_p:.4g}",
             f"  verdict: {self.verdict}",
-        ])  # fmt: skip
+        ])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (with the verdict)."""

@@ -137,7 +137,7 @@ def _walk_texts(root: Path) -> list[tuple[str, str]]:
             data = json.loads(path.read_text("utf-8", errors="replace"))
             items = data if isinstance(data, list) else [data]
             out.extend((f"{rel}#{i}", str(r.get("text", r) if isinstance(r, dict) else r))
-                       for i, r in enumerate(items, 1))  # fmt: skip
+                       for i, r in enumerate(items, 1))
     return out
 
 
@@ -182,12 +182,12 @@ def estimate_corpus_embedding(
     note = (
         f"{raw:,} document tokens x {factor:.3f} for chunk overlap" if factor != 1.0 else
         "document text only: chunk overlap and titles added to chunks add a little"
-    )  # fmt: skip
+    )
     return CostEstimate(
         kind="embedding", model=model, items=len(texts), tokens=tokens, rate_per_million=rate,
         cost_usd=cost, source=str(root), details={"document_tokens": raw, "overlap_factor": factor,
                                                   "note": note},
-    )  # fmt: skip
+    )
 
 
 def _as_chat_examples(path: Path) -> tuple[str | Path | list[dict[str, Any]], str]:
@@ -355,7 +355,7 @@ class CostProjection:
             },
             "monthly": {n: list(v) for n, v in self.monthly.items()},
             "break_even": [{"a": a, "b": b, "volume": v} for (a, b), v in self.break_even.items()],
-        }  # fmt: skip
+        }
 
 
 def project_monthly_costs(

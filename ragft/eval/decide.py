@@ -60,6 +60,9 @@ MIN_EXAMPLES = 500
 PICKS: tuple[str, ...] = ("rag", "finetuned", "ft_rag", "rewrite_rag", "router", "cascade")
 #: Strategy kinds that answer from model weights alone (no retrieval, no citations).
 _WEIGHTS_ONLY = frozenset({"finetuned", "base"})
+#: Composite kinds that answer some questions from weights alone (router's non-RAG routes, a
+#: cascade's confident first answers): they cannot promise a citation on every answer.
+_SOMETIMES_WEIGHTS = frozenset({"router", "cascade"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,23 +146,26 @@ def _tree(changes: bool, citations: bool, volume: int, fmt: bool, examples: int)
     enough = examples >= MIN_EXAMPLES
     high = volume > HIGH_VOLUME
     data = (f"{examples:,} training examples (>= {MIN_EXAMPLES})" if enough
-            else f"only {examples:,} training examples (< {MIN_EXAMPLES}): too few to fine-tune well")  # fmt: skip
+            else f"only {examples:,} training examples (< {MIN_EXAMPLES}): too few to fine-tune well")
     if citations:
         why = ["citations are needed, and only retrieved passages can be cited: every answer uses retrieval"]
         if enough and fmt:
-            return "ft_rag", [*why, data, "format/style is critical: a fine-tuned generator over retrieval gives both"]
+            return "ft_rag", [*why, data, "format/style is critical: a fine-tuned generator over retrieval "
+                              "gives both"]
         if enough:
-            return "rewrite_rag", [*why, data, "spend them on a query rewriter: better retrieval, no facts baked into weights"]
+            return "rewrite_rag", [*why, data, "spend them on a query rewriter: better retrieval, no facts "
+                                   "baked into weights"]
         return "rag", [*why, data]
     if changes:
         why = ["knowledge changes often: facts must come from the index, not from model weights"]
         if enough and high:
             return "router", [*why, data, f"{volume:,} queries/month (> {HIGH_VOLUME:,}): route stable, "
-                              "procedural questions to the cheaper fine-tuned model and factual ones to RAG"]  # fmt: skip
+                              "procedural questions to the cheaper fine-tuned model and factual ones to RAG"]
         if enough and fmt:
             return "ft_rag", [*why, data, "format/style is critical: a fine-tuned generator over retrieval"]
         if enough:
-            return "rag", [*why, data, "neither high volume nor format-critical: plain RAG is the simplest that works"]
+            return "rag", [*why, data, "neither high volume nor format-critical: plain RAG is the simplest "
+                           "that works"]
         return "rag", [*why, data]
     why = ["knowledge is stable and citations are not needed: the answers can live in the weights"]
     if not enough:
@@ -172,7 +178,7 @@ def _tree(changes: bool, citations: bool, volume: int, fmt: bool, examples: int)
             because.append("format/style is critical: fine-tuning makes it consistent")
         return "finetuned", [*why, data, *because]
     return "cascade", [*why, data, "fine-tuned model first, RAG when it is unsure: most of the savings, "
-                       "with retrieval as the safety net"]  # fmt: skip
+                       "with retrieval as the safety net"]
 
 
 def _kind(result: EvalResult, name: str) -> str:
@@ -185,6 +191,8 @@ def _eligible(result: EvalResult, name: str, changes: bool, citations: bool) -> 
     summary = result.summaries[name]
     if citations and (kind in _WEIGHTS_ONLY or summary.recall_at_k is None):
         return "cannot cite (no retrieved sources)"
+    if citations and kind in _SOMETIMES_WEIGHTS:
+        return "answers some questions from model weights, without citations"
     if changes and kind in _WEIGHTS_ONLY:
         return "answers from weights, which go stale when knowledge changes"
     return None
@@ -218,8 +226,9 @@ def decide(
     """Walk the tree (see the module docstring) and, given an ``evaluation``, back the pick with
     measured figures.
 
-    Contradictions flagged (only against strategies that satisfy the constraints, e.g. none
-    without retrieval when citations are needed): a candidate whose ``metric`` beats the
+    Contradictions flagged (only against strategies that satisfy the constraints: when
+    citations are needed, none that answers any question from model weights alone; when
+    knowledge changes, no weights-only strategy): a candidate whose ``metric`` beats the
     pick's by more than ``margin``; one within ``margin`` on quality at under half the cost
     per query; one that hallucinates on out-of-scope questions at least 10 points less.
     """
@@ -237,7 +246,7 @@ def decide(
         measured[name] = {
             "quality": s.quality(metric), "cost_per_query": s.cost_per_query,
             "hallucination_rate_oos": s.hallucination_rate_oos, "kind": _kind(evaluation, name),
-        }  # fmt: skip
+        }
         why_not = _eligible(evaluation, name, changes, citations)
         evidence.append(f"{name}: {_fmt_summary(s, metric, volume)}" + (f" [ruled out: {why_not}]" if why_not else ""))
         if why_not is None:

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
     "total_tokens", "latency_s", "confidence", "route_key", "route", "documents",
     "gold_sources", "answer", "gold", "question",
-)  # fmt: skip
+)
 
 
 def route_key(route: str) -> str:
@@ -468,7 +468,7 @@ def _record(
             confidence=None, documents=(), exact_match=zero, f1=zero, contains=zero,
             citation_precision=None, citation_recall=None, recall_at_k=None,
             latency_s=elapsed, error=error,
-        )  # fmt: skip
+        )
     documents = tuple(s.document for s in answer.sources)
     scores = score_answer(
         answerable=q.answerable,
@@ -576,7 +576,7 @@ def run_eval(
         with meter.collect(eval_run=run_id, eval_strategy=name, query=q.id) as scope:
             try:
                 answer = strategy.answer(q.question, query_id=q.id)
-            except Exception as exc:  # noqa: BLE001 - one failing question must not end the run
+            except Exception as exc:  # one failing question must not end the run
                 error = f"{type(exc).__name__}: {exc}"
         record = _record(name, q, answer, error, list(scope.records), time.perf_counter() - start)
         if judge is not None and answer is not None and q.answerable:
@@ -590,7 +590,7 @@ def run_eval(
         with meter.collect(eval_run=run_id, eval_judge=name, query=q.id):
             try:
                 verdict = judge.judge(q.question, q.answer, answer.text)
-            except Exception as exc:  # noqa: BLE001 - a judge failure loses only the grade
+            except Exception as exc:  # a judge failure loses only the grade
                 return replace(record, judge_error=f"{type(exc).__name__}: {exc}")
         if verdict.score is None:
             return replace(record, judge_error=f"unparsable judge reply {verdict.raw[:60]!r}")
@@ -599,7 +599,7 @@ def run_eval(
     bar = tqdm(
         total=len(names) * len(questions), desc="eval", unit="q", file=sys.stderr,
         disable=not progress, dynamic_ncols=True,
-    )  # fmt: skip
+    )
     try:
         for name in names:
             strategy = strategies[name]
@@ -625,7 +625,7 @@ def run_eval(
     kinds = {name: getattr(s, "kind", type(s).__name__) for name, s in strategies.items()}
     return EvalResult(
         run_id=run_id,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         strategies=tuple(names),
         question_ids=tuple(q.id for q in questions),
         records=records,
@@ -681,7 +681,7 @@ def format_table(result: EvalResult) -> str:
         ("tokens / query", [f"{x.tokens_per_query:,.0f}" for x in s]),
         ("latency p50 (s)", [_fmt(x.latency_p50) for x in s]),
         ("latency p95 (s)", [_fmt(x.latency_p95) for x in s]),
-    ]  # fmt: skip
+    ]
     label_w = max(len(label) for label, _ in rows)
     widths = [max(len(n), *(len(cells[i]) for _, cells in rows)) for i, n in enumerate(names)]
     lines = ["  ".join([" " * label_w, *(n.rjust(w) for n, w in zip(names, widths, strict=True))])]
@@ -742,14 +742,14 @@ def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = 
     ax.set_ylim(-0.04, 1.05)  # below 0 for the same reason
     ax.set_xlabel("cost per query (USD, symlog)")
     ax.set_ylabel({"f1": "token F1", "exact_match": "exact match", "contains": "contains answer",
-                   "judge": "judge score (1-5)"}[metric])  # fmt: skip
+                   "judge": "judge score (1-5)"}[metric])
     if metric == "judge":
         ax.set_ylim(0.9, 5.1)
     ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
     ax.grid(True, alpha=0.3)
     if not positive:
         ax.text(0.5, 0.96, "all strategies ran locally: $0 per query", transform=ax.transAxes,
-                ha="center", va="top", fontsize=9, style="italic")  # fmt: skip
+                ha="center", va="top", fontsize=9, style="italic")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -20,19 +20,21 @@ def ragft(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     return cli.main(argv)
 
 
-def test_seed_example_from_the_command_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code = ragft(["cost", "compare", "-s", "rag=0.15", "-s", "finetuned=0.03:100", "--volumes", "500,1k,10k"], monkeypatch)
+def test_seed_example_from_the_command_line(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["cost", "compare", "-s", "rag=0.15", "-s", "finetuned=0.03:100", "--volumes", "500,1k,10k"]
+    code = ragft(argv, monkeypatch)
     out = capsys.readouterr().out
     assert code == 0
     # 500: rag 75.00, ft 115.00; 1,000: 150.00 vs 130.00; 10,000: 1,500.00 vs 400.00.
     rows = [line.split() for line in out.splitlines()[2:5]]
     assert rows == [["500", "$75.00", "$115.00", "rag"], ["1,000", "$150.00", "$130.00", "finetuned"],
-                    ["10,000", "$1,500.00", "$400.00", "finetuned"]]  # fmt: skip
+                    ["10,000", "$1,500.00", "$400.00", "finetuned"]]
     assert "rag vs finetuned: break-even at 833.33 queries/month" in out
 
 
 def test_compare_from_eval_keeps_measured_cost_and_adds_fixed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     def rec(strategy: str, cost: float) -> QuestionRecord:
         return QuestionRecord(
             strategy=strategy, qid="q1", kind="factual", question="q", gold="g", answer="g",
@@ -40,18 +42,18 @@ def test_compare_from_eval_keeps_measured_cost_and_adds_fixed(tmp_path: Path, mo
             documents=(), exact_match=1.0, f1=1.0, contains=1.0, citation_precision=None,
             citation_recall=None, recall_at_k=None, cost_usd=cost, unpriced_calls=0, calls=1,
             input_tokens=1, output_tokens=1, embedding_tokens=0, total_tokens=2, latency_s=0.1,
-        )  # fmt: skip
+        )
 
     records = [rec("rag", 0.004), rec("finetuned", 0.001)]
     result = EvalResult("r", "", ("rag", "finetuned"), ("q1",), records,
-                        {n: summarize(n, [r for r in records if r.strategy == n]) for n in ("rag", "finetuned")})  # fmt: skip
+                        {n: summarize(n, [r for r in records if r.strategy == n]) for n in ("rag", "finetuned")})
     path = result.to_json(tmp_path / "result.json")
     code = ragft(["cost", "compare", "--from-eval", str(path), "-s", "finetuned=:30", "--volumes", "1000", "--json"],
-                 monkeypatch)  # fmt: skip
+                 monkeypatch)
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["strategies"]["finetuned"] == {"cost_per_query": 0.001, "fixed_monthly": 30.0, "setup_cost": 0.0,
-                                               "amortize_months": 12}  # fmt: skip
+                                               "amortize_months": 12}
     # 30 / (0.004 - 0.001) = 10,000 queries/month.
     assert data["break_even"][0]["volume"] == pytest.approx(10_000)
     assert data["monthly"]["rag"] == [pytest.approx(4.0)]
@@ -68,13 +70,13 @@ def test_compare_from_eval_keeps_measured_cost_and_adds_fixed(tmp_path: Path, mo
     ],
 )
 def test_bad_input_is_a_clear_error(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert ragft(argv, monkeypatch) == 2
     assert message in capsys.readouterr().err
 
 
 def test_estimate_corpus_and_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# A\n\nThe meal per diem is $75 per day.\n")

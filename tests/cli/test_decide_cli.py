@@ -32,7 +32,7 @@ def piped_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_all_answers_as_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code = ragft(["decide", "--knowledge-changes", "no", "--citations", "no", "--volume", "150k",
-                  "--format-critical", "no", "--examples", "800"], monkeypatch)  # fmt: skip
+                  "--format-critical", "no", "--examples", "800"], monkeypatch)
     captured = capsys.readouterr()
     assert code == 0
     assert captured.out.startswith("Recommendation: finetuned")
@@ -41,7 +41,7 @@ def test_all_answers_as_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 
 
 def test_without_a_terminal_missing_answers_use_defaults_and_say_so(monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code = ragft(["decide", "--citations", "yes"], monkeypatch)
     captured = capsys.readouterr()
     assert code == 0
@@ -51,7 +51,7 @@ def test_without_a_terminal_missing_answers_use_defaults_and_say_so(monkeypatch:
 
 
 def test_on_a_terminal_missing_answers_are_asked(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     # knowledge changes: "maybe" is refused and asked again -> "yes"; citations "n";
     # volume "200k"; format critical "?" (don't know); examples "1,000".
     monkeypatch.setattr("sys.stdin", Terminal("maybe\nyes\nn\n200k\n?\n1000\n"))
@@ -78,7 +78,7 @@ def test_bad_flag_value_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
 
 def test_eval_backs_or_contradicts_the_pick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     def rec(strategy: str, qid: str, f1: float, cost: float) -> QuestionRecord:
         return QuestionRecord(
             strategy=strategy, qid=qid, kind="factual", question="q", gold="g", answer="a",
@@ -87,15 +87,15 @@ def test_eval_backs_or_contradicts_the_pick(tmp_path: Path, monkeypatch: pytest.
             citation_precision=None, citation_recall=None, recall_at_k=1.0 if strategy == "rag" else None,
             cost_usd=cost, unpriced_calls=0, calls=1, input_tokens=1, output_tokens=1,
             embedding_tokens=0, total_tokens=2, latency_s=0.1, gold_sources=("a.md",),
-        )  # fmt: skip
+        )
 
     records = [rec("rag", "q1", 0.9, 0.004), rec("finetuned", "q1", 0.3, 0.001)]
     result = EvalResult("r", "", ("rag", "finetuned"), ("q1",), records,
                         {n: summarize(n, [r for r in records if r.strategy == n]) for n in ("rag", "finetuned")},
-                        meta={"strategy_kinds": {"rag": "rag", "finetuned": "finetuned"}})  # fmt: skip
+                        meta={"strategy_kinds": {"rag": "rag", "finetuned": "finetuned"}})
     path = result.to_json(tmp_path / "result.json")
     code = ragft(["decide", "--knowledge-changes", "no", "--citations", "no", "--volume", "500k",
-                  "--format-critical", "no", "--examples", "2000", "--eval", str(path)], monkeypatch)  # fmt: skip
+                  "--format-critical", "no", "--examples", "2000", "--eval", str(path)], monkeypatch)
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("Recommendation: finetuned")
@@ -105,7 +105,7 @@ def test_eval_backs_or_contradicts_the_pick(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_eval_file_that_is_not_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "x.json"
     bad.write_text("[]")
     assert ragft(["decide", "--no-input", "--eval", str(bad)], monkeypatch) == 2

@@ -25,18 +25,22 @@ def _has_components() -> bool:
 needs_components = pytest.mark.skipif(not _has_components(), reason="ragft.components.Components not available yet")
 
 DOCS = {
-    "travel.md": "# Travel\n\n## Meals\n\nThe meal per diem is $75 per day.\n\n## Hotels\n\nHotels are capped at $220 per night.\n",
+    "travel.md": (
+        "# Travel\n\n## Meals\n\nThe meal per diem is $75 per day.\n\n"
+        "## Hotels\n\nHotels are capped at $220 per night.\n"
+    ),
     "leave.md": "# Leave\n\nEmployees receive 25 days of paid vacation each year.\n",
     "webhooks.md": "# Webhooks\n\nFailed deliveries are retried with exponential backoff for up to 24 hours.\n",
 }
 QUESTIONS = [
-    {"id": "e1", "question": "What is the meal per diem?", "answer": "$75 per day", "sources": ["travel.md"], "kind": "factual"},
+    {"id": "e1", "question": "What is the meal per diem?", "answer": "$75 per day", "sources": ["travel.md"],
+     "kind": "factual"},
     {"id": "e2", "question": "How many days of paid vacation do employees receive?", "answer": "25 days",
      "sources": ["leave.md"], "kind": "factual"},
     {"id": "e3", "question": "What is the capital of Mongolia?", "answer": "", "sources": [], "kind": "out_of_scope"},
     {"id": "e4", "question": "How are failed webhook deliveries retried?",
      "answer": "with exponential backoff for up to 24 hours", "sources": ["webhooks.md"], "kind": "procedural"},
-]  # fmt: skip
+]
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +85,7 @@ def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     build_index(project)
     out = project / "out"
     code = ragft(["eval", "--config", str(project / "ragft.toml"), "--questions", str(project / "questions.jsonl"),
-                  "--strategies", "rag,base", "--out", str(out), "--no-progress"], monkeypatch)  # fmt: skip
+                  "--strategies", "rag,base", "--out", str(out), "--no-progress"], monkeypatch)
     printed = capsys.readouterr().out
     assert code == 0
     assert printed.splitlines()[0].split() == ["rag", "base"]
@@ -101,12 +105,13 @@ def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 
 
 @needs_components
-def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     build_index(project)
     out = project / "ab"
     code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
                   "-s", "rag", "--kinds", "factual,procedural", "--limit", "2", "--out", str(out),
-                  "--no-progress", "--ab", str(project / "bm25.toml")], monkeypatch)  # fmt: skip
+                  "--no-progress", "--ab", str(project / "bm25.toml")], monkeypatch)
     printed = capsys.readouterr().out
     assert code == 0
     assert "A/B: A = rag @ ragft.toml, B = rag @ bm25.toml; n = 2 paired questions" in printed
@@ -116,15 +121,15 @@ def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_unknown_strategy_is_a_clear_error(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
-                  "-s", "rag,telepathy", "--out", str(project / "o")], monkeypatch)  # fmt: skip
+                  "-s", "rag,telepathy", "--out", str(project / "o")], monkeypatch)
     err = capsys.readouterr().err
     assert code == 2 and "unknown strategy telepathy" in err and "available:" in err
 
 
 def test_bad_question_file_is_a_clear_error(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     bad = project / "bad.jsonl"
     bad.write_text('{"id": "x", "question": "Q?", "answer": "A", "kind": "riddle"}\n')
     code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(bad)], monkeypatch)
@@ -132,8 +137,8 @@ def test_bad_question_file_is_a_clear_error(project: Path, monkeypatch: pytest.M
 
 
 def test_judge_needs_the_openai_backend(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
-                  "--judge", "--out", str(project / "o")], monkeypatch)  # fmt: skip
+                  "--judge", "--out", str(project / "o")], monkeypatch)
     assert code == 2 and "--judge needs a real chat model" in capsys.readouterr().err
     assert not (project / "o" / "result.json").exists()

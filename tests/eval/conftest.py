@@ -37,10 +37,10 @@ CORPUS: dict[str, str] = {
 QUESTIONS: tuple[Question, ...] = (
     Question("t1", "What is the meal per diem?", "$75 per day", (), ("policies/travel.md",), "factual"),
     Question("t2", "How many weeks of parental leave do new parents get?", "20 weeks",
-             ("twenty weeks",), ("policies/leave.md",), "factual"),  # fmt: skip
+             ("twenty weeks",), ("policies/leave.md",), "factual"),
     Question("t3", "Can I bring my dog to the office?", "", (), (), "out_of_scope"),
     Question("t4", "How are failed webhook deliveries retried?",
-             "with exponential backoff for up to 24 hours", (), ("product/webhooks.md",), "procedural"),  # fmt: skip
+             "with exponential backoff for up to 24 hours", (), ("product/webhooks.md",), "procedural"),
 )
 
 
@@ -50,7 +50,7 @@ class ScriptedChat:
     instance is raised instead (a model failing on that question)."""
 
     def __init__(self, name: str, replies: Mapping[str, str | Exception], *,
-                 confidences: Mapping[str, float] | None = None, default: str = ABSTAIN_TEXT):  # fmt: skip
+                 confidences: Mapping[str, float] | None = None, default: str = ABSTAIN_TEXT):
         self._name = name
         self.replies = dict(replies)
         self.confidences = dict(confidences or {})
@@ -65,7 +65,7 @@ class ScriptedChat:
         return next((k for k in self.replies if k in question.lower()), None)
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int | None = None,
-                 temperature: float = 0.0, logprobs: bool = False) -> Completion:  # fmt: skip
+                 temperature: float = 0.0, logprobs: bool = False) -> Completion:
         self.calls += 1
         question = split_question(messages[-1]["content"])
         key = self._key(question)
@@ -113,7 +113,7 @@ def knowledge_base(tmp_path: Path, meter: Meter) -> KnowledgeBase:
     """A real knowledge base over :data:`CORPUS` with the (free, instant) hashing embedder."""
     corpus = write_corpus(tmp_path / "docs")
     kb = KnowledgeBase.open(tmp_path / "index", meter.embedder(HashingEmbedder(128)),
-                            chunk_tokens=64, chunk_overlap=8)  # fmt: skip
+                            chunk_tokens=64, chunk_overlap=8)
     kb.sync(corpus, progress=False)
     return kb
 
@@ -155,7 +155,7 @@ def make_strategies(knowledge_base: KnowledgeBase, meter: Meter) -> Callable[...
         rag = RAG(retriever, rag_chat(), meter=m)
         finetuned = FineTuned(ft_chat(), meter=m)
         cascade = Cascade(FineTuned(ft_chat(), meter=m), RAG(retriever, rag_chat(), meter=m),
-                          meter=m, threshold=0.8)  # fmt: skip
+                          meter=m, threshold=0.8)
         return {"finetuned": finetuned, "rag": rag, "cascade": cascade}
 
     return build

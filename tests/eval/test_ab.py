@@ -25,7 +25,7 @@ def record(strategy: str, qid: str, f1: float | None, contains: float | None) ->
         contains=contains, citation_precision=None, citation_recall=None, recall_at_k=None,
         cost_usd=0.0, unpriced_calls=0, calls=1, input_tokens=0, output_tokens=0,
         embedding_tokens=0, total_tokens=0, latency_s=0.1,
-    )  # fmt: skip
+    )
 
 
 def make_result(run_id: str, arms: dict[str, list[tuple[str, float | None, float | None]]]) -> EvalResult:
@@ -34,7 +34,7 @@ def make_result(run_id: str, arms: dict[str, list[tuple[str, float | None, float
     return EvalResult(
         run_id=run_id, created_at="", strategies=tuple(arms), question_ids=qids, records=records,
         summaries={n: summarize(n, [r for r in records if r.strategy == n]) for n in arms},
-    )  # fmt: skip
+    )
 
 
 def test_exact_binomial_by_hand() -> None:
@@ -94,6 +94,19 @@ def test_mixed_differences_are_not_significant() -> None:
     assert (report.wins, report.losses) == (5, 5) and report.sign_p == 1.0
     assert (report.a_only, report.b_only) == (5, 5) and report.mcnemar_p == 1.0
     assert report.ci_low < 0 < report.ci_high and not report.significant
+
+
+def test_verdict_says_when_the_sign_test_does_not_confirm_the_ci() -> None:
+    # 100 questions: B wins 5 by a full point, 95 tie. Wins per resample ~ Binomial(100, 0.05):
+    # P(0) = 0.95^100 = 0.006 < 0.025, so the 95% CI's low end is >= 1/100 > 0. The sign test
+    # sees 5 wins vs 0 losses: p = 2 / 2^5 = 0.0625 >= 0.05, so it does not confirm.
+    a = [(f"q{i}", 0.0, 0.0) for i in range(100)]
+    b = [(f"q{i}", 1.0 if i < 5 else 0.0, 0.0) for i in range(100)]
+    report = compare_ab(make_result("r", {"a": a, "b": b}), seed=3)
+    assert report.sign_p == pytest.approx(0.0625)
+    assert report.ci_low > 0 and report.significant
+    assert "B (b) is better" in report.verdict
+    assert "the sign test does not confirm it (p = 0.0625" in report.verdict
 
 
 def test_two_runs_pair_by_question_id(tmp_path) -> None:  # type: ignore[no-untyped-def]

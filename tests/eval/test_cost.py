@@ -102,12 +102,14 @@ def test_costs_from_eval_uses_measured_cost_per_query(tmp_path: Path) -> None:
             citation_precision=None, citation_recall=None, recall_at_k=None, cost_usd=cost,
             unpriced_calls=0, calls=1, input_tokens=1, output_tokens=1, embedding_tokens=0,
             total_tokens=2, latency_s=0.1,
-        )  # fmt: skip
+        )
 
-    records = [rec("rag", "a", 0.002), rec("rag", "b", 0.004), rec("finetuned", "a", 0.001), rec("finetuned", "b", 0.001)]
+    records = [rec("rag", "a", 0.002), rec("rag", "b", 0.004),
+               rec("finetuned", "a", 0.001), rec("finetuned", "b", 0.001)]
     result = EvalResult(run_id="r", created_at="", strategies=("rag", "finetuned"), question_ids=("a", "b"),
                         records=records,
-                        summaries={n: summarize(n, [r for r in records if r.strategy == n]) for n in ("rag", "finetuned")})  # fmt: skip
+                        summaries={n: summarize(n, [r for r in records if r.strategy == n])
+                                   for n in ("rag", "finetuned")})
     path = result.to_json(tmp_path / "result.json")
     costs = costs_from_eval(path, fixed_monthly={"finetuned": 100.0}, setup=50.0, amortize_months=10)
     # rag: (0.002 + 0.004) / 2 = 0.003 per query; finetuned: 0.001.
@@ -127,7 +129,7 @@ def test_corpus_embedding_estimate_counts_every_document(tmp_path: Path) -> None
     (tmp_path / "r.jsonl").write_text('{"id": "x", "text": "Record one."}\n{"id": "y", "text": "Record two."}\n')
     est = estimate_corpus_embedding(tmp_path, model="text-embedding-3-small")
     expected = sum(count_tokens(t, "text-embedding-3-small") for t in
-                   [*docs.values(), "Record one.", "Record two."])  # fmt: skip
+                   [*docs.values(), "Record one.", "Record two."])
     assert est.items == 4 and est.tokens == expected
     assert est.cost_usd == pytest.approx(expected * 0.02 / 1_000_000)
     # Overlap 50 of 300: every token is embedded 300 / 250 = 1.2 times on average.

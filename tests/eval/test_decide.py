@@ -63,7 +63,8 @@ def test_negative_counts_are_rejected() -> None:
         DecisionInputs(volume=-1)
 
 
-def summary(name: str, *, f1: float, cost: float, halluc: float | None = 0.0, recall: float | None = 0.5) -> StrategySummary:
+def summary(name: str, *, f1: float, cost: float, halluc: float | None = 0.0,
+            recall: float | None = 0.5) -> StrategySummary:
     return StrategySummary(
         strategy=name, n=10, n_answerable=8, n_out_of_scope=2, errors=0, exact_match=f1, f1=f1,
         contains=f1, judge=None, citation_precision=None, citation_recall=None, recall_at_k=recall,
@@ -71,7 +72,7 @@ def summary(name: str, *, f1: float, cost: float, halluc: float | None = 0.0, re
         tokens_per_query=100.0, latency_p50=0.1, latency_p95=0.2, route_mix={name: 10},
         abstention_rate_oos=None if halluc is None else 1 - halluc, hallucination_rate_oos=halluc,
         false_abstention_rate=0.0,
-    )  # fmt: skip
+    )
 
 
 def evaluation(*summaries: StrategySummary, kinds: dict[str, str] | None = None) -> EvalResult:
@@ -79,14 +80,16 @@ def evaluation(*summaries: StrategySummary, kinds: dict[str, str] | None = None)
         run_id="r", created_at="", strategies=tuple(s.strategy for s in summaries), question_ids=(),
         records=[], summaries={s.strategy: s for s in summaries},
         meta={"strategy_kinds": kinds or {s.strategy: s.strategy for s in summaries}},
-    )  # fmt: skip
+    )
 
 
-STABLE_HIGH = DecisionInputs(knowledge_changes=False, citations=False, examples=1000, volume=200_000, format_critical=False)
+STABLE_HIGH = DecisionInputs(knowledge_changes=False, citations=False, examples=1000, volume=200_000,
+                             format_critical=False)
 
 
 def test_measurements_back_the_pick_when_they_agree() -> None:
-    ev = evaluation(summary("rag", f1=0.60, cost=0.004, halluc=0.1), summary("finetuned", f1=0.62, cost=0.001, recall=None))
+    ev = evaluation(summary("rag", f1=0.60, cost=0.004, halluc=0.1),
+                    summary("finetuned", f1=0.62, cost=0.001, recall=None))
     d = decide(STABLE_HIGH, evaluation=ev)
     assert d.recommendation == "finetuned" and d.contradictions == ()
     assert any(e.startswith("finetuned: f1 0.620, $0.001000/query ($200.00/month at 200,000)") for e in d.evidence)
@@ -115,12 +118,20 @@ def test_cheaper_at_similar_quality_is_flagged_with_the_monthly_saving() -> None
 
 
 def test_candidates_that_break_the_constraints_are_ruled_out_not_recommended() -> None:
-    needs_citations = DecisionInputs(knowledge_changes=True, citations=True, examples=0, volume=1000, format_critical=False)
+    needs_citations = DecisionInputs(knowledge_changes=True, citations=True, examples=0, volume=1000,
+                                     format_critical=False)
     ev = evaluation(summary("rag", f1=0.50, cost=0.004), summary("ft", f1=0.90, cost=0.001, recall=None),
-                    kinds={"rag": "rag", "ft": "finetuned"})  # fmt: skip
+                    summary("router", f1=0.80, cost=0.002, halluc=0.0),
+                    kinds={"rag": "rag", "ft": "finetuned", "router": "router"})
     d = decide(needs_citations, evaluation=ev)
     assert d.recommendation == "rag" and d.contradictions == ()
     assert any("ft:" in e and "ruled out: cannot cite" in e for e in d.evidence)
+    # The router retrieves for some routes but answers others from weights: no citation there.
+    assert any(e.startswith("router:") and "ruled out: answers some questions from model weights" in e
+               for e in d.evidence)
+    # Without the citation constraint (stable knowledge) the router competes and wins on F1.
+    free = DecisionInputs(knowledge_changes=True, citations=False, examples=0, volume=1000, format_critical=False)
+    assert any("router scored f1 0.800" in c for c in decide(free, evaluation=ev).contradictions)
 
 
 def test_pick_not_evaluated_is_reported() -> None:
@@ -131,7 +142,7 @@ def test_pick_not_evaluated_is_reported() -> None:
 
 def test_pick_found_by_kind_when_named_differently() -> None:
     ev = evaluation(summary("my-ft", f1=0.3, cost=0.001, recall=None), summary("rag", f1=0.8, cost=0.004),
-                    kinds={"my-ft": "finetuned", "rag": "rag"})  # fmt: skip
+                    kinds={"my-ft": "finetuned", "rag": "rag"})
     d = decide(STABLE_HIGH, evaluation=ev)
     assert any("for my-ft" in c for c in d.contradictions)
 

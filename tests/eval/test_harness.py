@@ -132,7 +132,7 @@ def test_ledger_equals_the_sum_over_answers(result: EvalResult, meter: Meter) ->
 
 
 def test_a_ledger_that_loses_a_call_is_caught(make_strategies: Callable[..., dict], questions: list[Question],
-                                              tmp_path: Path) -> None:  # fmt: skip
+                                              tmp_path: Path) -> None:
     class LossyLedger(Ledger):
         """Drops the RAG generator's calls: what a broken ledger writer would do."""
 
@@ -150,14 +150,14 @@ def test_a_ledger_that_loses_a_call_is_caught(make_strategies: Callable[..., dic
 
 
 def test_without_a_ledger_the_meters_records_are_checked(make_strategies: Callable[..., dict],
-                                                         questions: list[Question]) -> None:  # fmt: skip
+                                                         questions: list[Question]) -> None:
     meter = Meter()
     result = run_eval(make_strategies(meter), questions, meter=meter, progress=False)
     assert result.ledger_path is None and result.costs_traced
 
 
 def test_concurrency_gives_the_same_records(make_strategies: Callable[..., dict], questions: list[Question],
-                                            meter: Meter, result: EvalResult) -> None:  # fmt: skip
+                                            meter: Meter, result: EvalResult) -> None:
     threaded = run_eval(make_strategies(), questions, meter=meter, concurrency=3, progress=False)
     strip = lambda r: {**r.to_dict(), "latency_s": 0}  # noqa: E731 - timing differs, nothing else
     assert [strip(r) for r in threaded.records] == [strip(r) for r in result.records]
@@ -165,7 +165,7 @@ def test_concurrency_gives_the_same_records(make_strategies: Callable[..., dict]
 
 
 def test_inputs_are_validated(make_strategies: Callable[..., dict], questions: list[Question],
-                              meter: Meter) -> None:  # fmt: skip
+                              meter: Meter) -> None:
     with pytest.raises(EvaluationError, match="no strategies"):
         run_eval({}, questions, meter=meter, progress=False)
     with pytest.raises(EvaluationError, match="no questions"):
@@ -188,7 +188,7 @@ def test_json_round_trip_and_csv(result: EvalResult, tmp_path: Path) -> None:
     assert len(rows) == 12
     first = rows[4]  # rag, t1
     assert (first["strategy"], first["qid"], first["documents"], first["exact_match"]) == (
-        "rag", "t1", "policies/travel.md", "1.0")  # fmt: skip
+        "rag", "t1", "policies/travel.md", "1.0")
     assert rows[6]["f1"] == ""  # out of scope: no F1, written as an empty cell
 
 
@@ -208,7 +208,7 @@ def test_format_table_is_aligned_and_complete(result: EvalResult) -> None:
     body = lines[2 : lines.index("")]
     assert len({len(line) for line in body}) == 1  # every metric row has the same width
     for label in ("exact match", "token F1", "citation precision", "retrieval recall@k",
-                  "hallucinated (out of scope)", "cost / query", "latency p95 (s)"):  # fmt: skip
+                  "hallucinated (out of scope)", "cost / query", "latency p95 (s)"):
         assert any(line.startswith(label) for line in body), label
     assert "cascade: cascade: kept 50%, cascade: fallback 25%, error 25%" in table
     assert "equals its ledger roll-up" in table
@@ -242,7 +242,7 @@ class Grader:
 
 
 def test_judge_grades_answers_and_is_billed_apart(make_strategies: Callable[..., dict],
-                                                  questions: list[Question], meter: Meter) -> None:  # fmt: skip
+                                                  questions: list[Question], meter: Meter) -> None:
     grader = Grader()
     result = run_eval(make_strategies(), questions, meter=meter, progress=False, judge=LLMJudge(grader, meter=meter))
     assert result.judge == "gpt-4.1-mini"
@@ -283,7 +283,7 @@ def test_latency_percentiles_by_hand() -> None:
         exact_match=1.0, f1=1.0, contains=1.0, citation_precision=None, citation_recall=None,
         recall_at_k=None, cost_usd=0.0, unpriced_calls=0, calls=1, input_tokens=0,
         output_tokens=0, embedding_tokens=0, total_tokens=0, latency_s=0.0,
-    )  # fmt: skip
+    )
     from dataclasses import replace
 
     records = [replace(base, qid=str(i), latency_s=float(i)) for i in (1, 2, 3, 4)]

@@ -72,7 +72,7 @@ def test_doc_path(doc: str, path: str) -> None:
 
 def test_citation_precision_and_recall() -> None:
     cited = ["policies/travel.md", "records/office_locations.jsonl#austin", "org/teams.md",
-             "records/office_locations.jsonl#dublin"]  # fmt: skip
+             "records/office_locations.jsonl#dublin"]
     gold = ["records/office_locations.jsonl", "org/leadership.md"]
     # distinct cited files: travel, office_locations, teams = 3; 1 is gold -> P = 1/3.
     # gold files: 2; office_locations was cited -> R = 1/2.
@@ -119,7 +119,7 @@ def test_score_answer_out_of_scope_has_no_quality_metrics() -> None:
 def test_score_answer_abstention_on_answerable_scores_zero_even_with_overlap() -> None:
     # The refusal shares the token "documents" with the gold, yet scores 0: it is not an answer.
     s = score_answer(answerable=True, golds=["the documents"], gold_sources=["a.md"],
-                     prediction="I don't know: the documents do not say.", abstained=True)  # fmt: skip
+                     prediction="I don't know: the documents do not say.", abstained=True)
     assert s.outcome == "false_abstention"
     assert (s.exact_match, s.f1, s.contains) == (0.0, 0.0, 0.0)
     assert s.recall_at_k is None
@@ -128,7 +128,7 @@ def test_score_answer_abstention_on_answerable_scores_zero_even_with_overlap() -
 def test_score_answer_answered_with_citations() -> None:
     s = score_answer(answerable=True, golds=["$75 per day"], gold_sources=["policies/travel.md"],
                      prediction="$75 per day [1]", abstained=False,
-                     documents=["policies/travel.md", "policies/leave.md"])  # fmt: skip
+                     documents=["policies/travel.md", "policies/leave.md"])
     # Citation marker stripped -> exact. One of two cited files is gold -> P 1/2, R 1.
     assert (s.exact_match, s.f1, s.contains) == (1.0, 1.0, 1.0)
     assert s.citation_precision == pytest.approx(0.5) and s.citation_recall == 1.0

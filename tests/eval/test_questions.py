@@ -48,7 +48,7 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
         "",
         json.dumps({"id": "c", "question": "Q", "kind": "factual"}),
         json.dumps({"id": "d", "answer": "x"}),
-    ])  # fmt: skip
+    ])
     with pytest.raises(EvaluationError) as info:
         load_questions(path)
     msg = str(info.value)
@@ -65,7 +65,7 @@ def test_out_of_scope_needs_no_answer_and_aliases_may_be_a_string(tmp_path: Path
     path = write(tmp_path, [
         json.dumps({"id": 1, "question": "Dog?", "kind": "out_of_scope"}),
         json.dumps({"id": "2", "question": "Q?", "answer": "A", "aliases": "a", "sources": ["x.md"]}),
-    ])  # fmt: skip
+    ])
     assert load_questions(path) == [
         Question("1", "Dog?", "", (), (), "out_of_scope"),
         Question("2", "Q?", "A", ("a",), ("x.md",), "factual"),
