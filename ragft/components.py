@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ragft.config import LOCAL_EMBEDDING, RagftConfig
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, IndexStoreError
 from ragft.metering.meter import Budget, Ledger, Meter
 from ragft.metering.prices import PriceTable
 from ragft.models.base import Embedder
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
-from ragft.rag.knowledge import CACHE_FILE, KnowledgeBase
+from ragft.rag.index import VectorIndex
+from ragft.rag.knowledge import CACHE_FILE, INDEX_DIR, KnowledgeBase
 from ragft.rag.retriever import Retriever
 
 __all__ = [
@@ -116,7 +117,13 @@ def open_knowledge_base(
     """The knowledge base at ``cfg.index_path`` with the config's chunking and index kind.
 
     ``embedder`` defaults to :func:`build_embedder`; ``kind`` overrides ``[index] kind``.
+    With ``create=False`` a missing index raises before any model is loaded.
     """
+    if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
+        raise IndexStoreError(
+            f"no knowledge base at {cfg.index_path}; build it with `ragft index` "
+            f"(corpus: {cfg.corpus_path})"
+        )
     return KnowledgeBase.open(
         cfg.index_path,
         embedder if embedder is not None else build_embedder(cfg, meter),

@@ -89,3 +89,4 @@ def test_search_without_an_index_says_how_to_build_one(config) -> None:
 
     with pytest.raises(IndexStoreError, match="ragft index"):
         run(["search", "anything", "--config", str(config)])
+    assert not (config.parent / "home").exists()  # nothing created on the way
