@@ -26,7 +26,20 @@ Configurations tried: learning rate, a penalty λ‖W − I‖² on the distance
 (the adapter has 147k parameters for ~900 pairs), and hard negatives (each claim's best-ranked
 non-relevant abstract under the un-adapted embedder, added to its batch).
 
+SciFact's splits share abstracts: 181 of the 283 abstracts relevant to test claims are also
+relevant to some train claim. Every figure is therefore also broken down into test claims
+whose relevant abstracts were *seen* in training and those whose abstracts are *unseen*, and a
+second selection uses only dev claims with unseen abstracts — the honest estimate for questions
+about documents nobody wrote training queries for.
+
 Writes benchmarks/results/scifact_adapter.json.
+
+What it showed (MiniLM int8, 2026-11-29): the adapter chosen on all dev claims (no identity
+penalty, hard negatives, 17 epochs) lifts test nDCG@10 from 0.647 to 0.825 — but only on claims
+whose abstracts it was trained on (0.633 -> 0.909); on claims about new abstracts it is
+unchanged (0.673 -> 0.667, 95% CI -0.046..+0.030) and recall@100 drops. It memorises documents,
+it does not learn to retrieve. Chosen on dev claims with unseen abstracts (λ = 0.1, 4 epochs)
+it gives +0.016 on new abstracts (95% CI -0.003..+0.037): no reliable gain.
 """
 
 from __future__ import annotations
@@ -87,6 +100,26 @@ def embed_cached(name: str, ids: list[str], texts: list[str], kind: str, embedde
     np.savez(tmp, key=np.array(key), ids=np.array(ids), vectors=vectors)
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache
     return vectors
+
+
+def per_query_ndcg(qvecs: np.ndarray, qids: list[str], dvecs: np.ndarray, dids: list[str],
+                   qrels: dict[str, dict[str, float]], matrix: np.ndarray | None) -> np.ndarray:
+    """nDCG@10 of every query (for paired comparisons)."""
+    q = qvecs if matrix is None else qvecs @ matrix.T
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    scores = q @ dvecs.T
+    top = np.argsort(-scores, axis=1)[:, :10]
+    return np.array([ndcg_at_k([dids[i] for i in top[r]], qrels[qid], 10)
+                     for r, qid in enumerate(qids)])
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(b - a) by resampling queries."""
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def evaluate(qvecs: np.ndarray, qids: list[str], dvecs: np.ndarray, dids: list[str],
@@ -155,15 +188,35 @@ def main() -> None:
 
     fq, fp, fgroups, fhard = pairs(fit_ids)
     dq, dp, _, _ = pairs(dev_ids)
-    print(f"train claims {len(train_ids)} ({len(fit_ids)} fit + {len(dev_ids)} dev, "
-          f"{len(fq)} fit pairs), test claims {len(test_ids)}", flush=True)
+    # Claims whose relevant abstracts the adapter never saw as a positive.
+    fit_docs = {d for q in fit_ids for d in train_qrels[q]}
+    all_train_docs = {d for q in train_ids for d in train_qrels[q]}
+    dev_unseen = [q for q in dev_ids if not set(train_qrels[q]) & fit_docs]
+    test_seen = [q for q in test_ids if set(test_qrels[q]) & all_train_docs]
+    test_unseen = [q for q in test_ids if not set(test_qrels[q]) & all_train_docs]
 
-    baseline = {
-        "dev": evaluate(qv(dev_ids), dev_ids, dvecs, dids, train_qrels),
-        "test": evaluate(qv(test_ids), test_ids, dvecs, dids, test_qrels),
-    }
-    print(f"\nno adapter (MiniLM as is): dev nDCG@10 {baseline['dev']['ndcg@10']:.4f}, "
-          f"test nDCG@10 {baseline['test']['ndcg@10']:.4f}, "
+    def scores_for(matrix: np.ndarray | None, dev_only: bool = False) -> dict[str, Any]:
+        out = {"dev": evaluate(qv(dev_ids), dev_ids, dvecs, dids, train_qrels, matrix),
+               "dev_unseen_docs": evaluate(qv(dev_unseen), dev_unseen, dvecs, dids,
+                                           train_qrels, matrix)}
+        if not dev_only:
+            out["test"] = evaluate(qv(test_ids), test_ids, dvecs, dids, test_qrels, matrix)
+            out["test_seen_docs"] = evaluate(qv(test_seen), test_seen, dvecs, dids, test_qrels,
+                                             matrix)
+            out["test_unseen_docs"] = evaluate(qv(test_unseen), test_unseen, dvecs, dids,
+                                               test_qrels, matrix)
+        return out
+    print(f"train claims {len(train_ids)} ({len(fit_ids)} fit + {len(dev_ids)} dev, "
+          f"{len(fq)} fit pairs), test claims {len(test_ids)} ({len(test_seen)} with an "
+          f"abstract seen in training, {len(test_unseen)} unseen); dev claims with unseen "
+          f"abstracts {len(dev_unseen)}", flush=True)
+
+    baseline = scores_for(None)
+    print(f"\nno adapter (MiniLM as is): dev nDCG@10 {baseline['dev']['ndcg@10']:.4f} "
+          f"(dev-new {baseline['dev_unseen_docs']['ndcg@10']:.4f}), "
+          f"test nDCG@10 {baseline['test']['ndcg@10']:.4f} (seen "
+          f"{baseline['test_seen_docs']['ndcg@10']:.4f}, unseen "
+          f"{baseline['test_unseen_docs']['ndcg@10']:.4f}), "
           f"test recall@100 {baseline['test']['recall@100']:.4f}")
 
     grid = [
@@ -173,8 +226,8 @@ def main() -> None:
         for hard in (False, True)
     ]
     tried: list[dict[str, Any]] = []
-    print(f"\n{'lr':>7} {'λ‖W−I‖²':>8} {'hard neg':>8} {'epoch':>5} {'‖W−I‖':>6}  "
-          f"{'dev nDCG':>8}  {'test nDCG*':>10}  {'test R@100*':>11}")
+    print(f"\n{'lr':>7} {'λ‖W−I‖²':>8} {'hard':>5} {'ep':>3} {'‖W−I‖':>6}  {'dev':>6} "
+          f"{'dev-new':>7}  {'test*':>6} {'seen*':>6} {'new*':>6} {'R@100*':>6}")
     for cfg in grid:
         start = time.perf_counter()
         fit = fit_linear_adapter(
@@ -182,41 +235,60 @@ def main() -> None:
             lr=cfg["lr"], identity_l2=cfg["identity_l2"],
             hard_negatives=fhard if cfg["hard_negatives"] else None, seed=0)
         matrix = fit.matrix.astype(np.float64)
-        dev = evaluate(qv(dev_ids), dev_ids, dvecs, dids, train_qrels, matrix)
-        test = evaluate(qv(test_ids), test_ids, dvecs, dids, test_qrels, matrix)
+        sc = scores_for(matrix)
         row = {**cfg, "best_epoch": fit.best_epoch,
                "distance_from_identity": round(float(np.linalg.norm(matrix - np.eye(len(matrix)))), 3),
-               "dev": dev, "test_not_used_for_selection": test,
+               **{k: v for k, v in sc.items() if k.startswith("dev")},
+               "not_used_for_selection": {k: v for k, v in sc.items() if k.startswith("test")},
                "train_seconds": round(time.perf_counter() - start, 2)}
         tried.append(row)
-        print(f"{cfg['lr']:7.0e} {cfg['identity_l2']:8.1f} {str(cfg['hard_negatives']):>8} "
-              f"{fit.best_epoch:5d} {row['distance_from_identity']:6.2f}  {dev['ndcg@10']:8.4f}  "
-              f"{test['ndcg@10']:10.4f}  {test['recall@100']:11.4f}", flush=True)
-    print("* test columns are shown for transparency; selection uses dev nDCG@10 only")
+        t = row["not_used_for_selection"]
+        print(f"{cfg['lr']:7.0e} {cfg['identity_l2']:8.1f} {str(cfg['hard_negatives']):>5} "
+              f"{fit.best_epoch:3d} {row['distance_from_identity']:6.2f}  "
+              f"{sc['dev']['ndcg@10']:6.4f} {sc['dev_unseen_docs']['ndcg@10']:7.4f}  "
+              f"{t['test']['ndcg@10']:6.4f} {t['test_seen_docs']['ndcg@10']:6.4f} "
+              f"{t['test_unseen_docs']['ndcg@10']:6.4f} {t['test']['recall@100']:6.4f}",
+              flush=True)
+    print("columns: nDCG@10 on dev claims, dev claims whose abstracts were not trained on, test, "
+          "test claims with seen / new abstracts, test recall@100.\n* test columns are shown "
+          "for transparency; selections use dev columns only")
 
-    best = max(tried, key=lambda r: r["dev"]["ndcg@10"])
-    if best["dev"]["ndcg@10"] <= baseline["dev"]["ndcg@10"] or best["best_epoch"] == 0:
-        chosen: dict[str, Any] = {"config": "identity (no adapter)", "test": baseline["test"]}
-        print("\nno adapter configuration beat the identity on dev: keep MiniLM as is")
-    else:
+    aq, ap, agroups, ahard = pairs(train_ids)
+    chosen: dict[str, Any] = {}
+    for criterion in ("dev", "dev_unseen_docs"):
+        best = max(tried, key=lambda r: r[criterion]["ndcg@10"])
+        label = "all dev claims" if criterion == "dev" else "dev claims with unseen abstracts"
+        if best[criterion]["ndcg@10"] <= baseline[criterion]["ndcg@10"] or best["best_epoch"] == 0:
+            chosen[criterion] = {"config": "identity (no adapter)", **{
+                k: v for k, v in baseline.items() if k.startswith("test")}}
+            print(f"\nselected on {label}: no configuration beats the identity -> no adapter")
+            continue
         # Retrain on every train claim for the epochs dev chose, then test once.
-        aq, ap, agroups, ahard = pairs(train_ids)
         final = fit_linear_adapter(
             aq, ap, groups=agroups, epochs=best["best_epoch"], lr=best["lr"],
             identity_l2=best["identity_l2"],
             hard_negatives=ahard if best["hard_negatives"] else None, seed=0)
-        test = evaluate(qv(test_ids), test_ids, dvecs, dids, test_qrels,
-                        final.matrix.astype(np.float64))
-        chosen = {"config": {k: best[k] for k in ("lr", "identity_l2", "hard_negatives",
-                                                  "best_epoch")},
-                  "dev": best["dev"], "test": test}
-        print(f"\nchosen on dev: lr {best['lr']:.0e}, λ {best['identity_l2']}, hard negatives "
-              f"{best['hard_negatives']}, {best['best_epoch']} epochs; retrained on all "
-              f"{len(train_ids)} train claims")
-    delta = chosen["test"]["ndcg@10"] - baseline["test"]["ndcg@10"]
-    print(f"test nDCG@10: {baseline['test']['ndcg@10']:.4f} without adapter -> "
-          f"{chosen['test']['ndcg@10']:.4f} with ({delta:+.4f}); recall@100 "
-          f"{baseline['test']['recall@100']:.4f} -> {chosen['test']['recall@100']:.4f}")
+        sc = scores_for(final.matrix.astype(np.float64))
+        chosen[criterion] = {
+            "config": {k: best[k] for k in ("lr", "identity_l2", "hard_negatives", "best_epoch")},
+            **{k: v for k, v in sc.items() if k.startswith("test")}}
+        print(f"\nselected on {label}: lr {best['lr']:.0e}, λ {best['identity_l2']}, hard "
+              f"negatives {best['hard_negatives']}, {best['best_epoch']} epochs; retrained on "
+              f"all {len(train_ids)} train claims")
+        subsets = {"test": test_ids, "test_seen_docs": test_seen, "test_unseen_docs": test_unseen}
+        for part, name in (("test", "all test"), ("test_seen_docs", "seen abstracts"),
+                           ("test_unseen_docs", "new abstracts")):
+            b, a = baseline[part], sc[part]
+            ids = subsets[part]
+            lo, hi = paired_bootstrap(
+                per_query_ndcg(qv(ids), ids, dvecs, dids, test_qrels, None),
+                per_query_ndcg(qv(ids), ids, dvecs, dids, test_qrels,
+                               final.matrix.astype(np.float64)))
+            chosen[criterion][part]["ndcg@10_delta_95ci"] = [round(lo, 4), round(hi, 4)]
+            print(f"  {name:15s} nDCG@10 {b['ndcg@10']:.4f} -> {a['ndcg@10']:.4f} "
+                  f"({a['ndcg@10'] - b['ndcg@10']:+.4f}, 95% CI {lo:+.4f}..{hi:+.4f}), "
+                  f"recall@100 {b['recall@100']:.4f} -> {a['recall@100']:.4f}")
+    delta = chosen["dev"]["test"]["ndcg@10"] - baseline["test"]["ndcg@10"]
 
     out = {
         "benchmark": "scifact_adapter",
@@ -226,9 +298,12 @@ def main() -> None:
         "dev_claims": len(dev_ids),
         "test_claims": len(test_ids),
         "fit_pairs": int(len(fq)),
+        "test_claims_seen_docs": len(test_seen),
+        "test_claims_unseen_docs": len(test_unseen),
+        "dev_claims_unseen_docs": len(dev_unseen),
         "baseline": baseline,
         "tried": tried,
-        "chosen": chosen,
+        "chosen_by": chosen,
         "test_ndcg10_delta": round(delta, 4),
         "python": platform.python_version(),
         "machine": platform.machine(),
