@@ -77,6 +77,7 @@ __all__ = [
     "LocalFineTuneBackend",
     "SoftmaxFit",
     "StepCallback",
+    "TrainedModel",
     "calibrate_logistic",
     "fit_linear_adapter",
     "fit_softmax_regression",
@@ -371,8 +372,9 @@ def _system(example: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class _Trained:
-    """What a purpose trainer hands back to the backend to write as an artifact."""
+class TrainedModel:
+    """What a purpose trainer returns: the artifact's arrays (``weights.npz``), JSON data
+    (``data.json``), extra manifest entries and the held-out metrics."""
 
     arrays: dict[str, np.ndarray]
     data: dict[str, Any]
@@ -420,7 +422,7 @@ def train_generator(
     dropout_rate: float = 0.3,
     views: int = 3,
     on_step: StepCallback | None = None,
-) -> _Trained:
+) -> TrainedModel:
     """Fit the nearest-neighbour generator and calibrate its confidence (see module doc).
 
     Calibration data: (1) each training question scored against the *other* training
@@ -491,7 +493,7 @@ def train_generator(
         metrics["valid_f1"] = float(np.mean(f1s))
     if on_step:
         on_step(3, total, {k: v for k, v in metrics.items() if k.startswith("valid")})
-    return _Trained(
+    return TrainedModel(
         arrays={"questions": vectors},
         data={"questions": questions, "answers": answers},
         manifest={"calibration": {"slope": slope, "intercept": intercept, "threshold": 0.5,
@@ -536,7 +538,7 @@ def train_rewriter(
     max_terms: int = 12,
     neighbours: int = 5,
     on_step: StepCallback | None = None,
-) -> _Trained:
+) -> TrainedModel:
     """Learn query-word associations and tune (alpha, threshold) for token F1.
 
     Tuned on ``validation`` when it has at least 5 examples, else by leave-one-out over the
@@ -580,7 +582,7 @@ def train_rewriter(
         "identity_f1": identity,
         "tuned_on_examples": float(len(cases)),
     }
-    return _Trained(
+    return TrainedModel(
         arrays={"queries": vectors},
         data={"rewrite_terms": terms, "associations": assoc, "keep": keep},
         manifest={"params": {"alpha": alpha, "threshold": threshold, "max_terms": max_terms,
@@ -628,7 +630,7 @@ def train_router(
     l2: float = 1e-3,
     seed: int = 0,
     on_step: StepCallback | None = None,
-) -> _Trained:
+) -> TrainedModel:
     """Softmax regression from embeddings of the user message to the assistant's label.
 
     Without ``validation`` data 20% of the training set (by key hash) is held out to measure
@@ -658,7 +660,7 @@ def train_router(
         x_all = np.concatenate([x, xv])
         y_all = np.concatenate([y, yv])
         fit = fit_softmax_regression(x_all, y_all, len(labels), steps=steps, lr=lr, l2=l2)
-    return _Trained(
+    return TrainedModel(
         arrays={"weights": fit.weights, "bias": fit.bias},
         data={"labels": labels},
         manifest={"params": {"steps": steps, "lr": lr, "l2": l2}},
@@ -690,7 +692,7 @@ def train_adapter(
     identity_l2: float = 0.0,
     seed: int = 0,
     on_step: StepCallback | None = None,
-) -> _Trained:
+) -> TrainedModel:
     """Embed ``{"query", "passage"}`` rows and fit a linear query adapter on them."""
     rows = _adapter_rows(train)
     val_rows = _adapter_rows(validation) if validation else []
@@ -715,7 +717,7 @@ def train_adapter(
     if vq is not None and vp is not None:
         metrics["valid_loss_identity"] = fit.history[0].get("valid_loss", float("nan"))
         metrics["valid_loss"] = min(h.get("valid_loss", math.inf) for h in fit.history)
-    return _Trained(
+    return TrainedModel(
         arrays={"adapter": fit.matrix},
         data={},
         manifest={"params": {"epochs": epochs, "lr": lr, "batch_size": batch_size,
@@ -1033,7 +1035,7 @@ class LocalFineTuneBackend:
                      finished_at=self.clock(), metrics=metrics)
 
     def _write_artifact(self, job_id: str, model_id: str, purpose: str, status: JobStatus,
-                        trained: _Trained) -> None:
+                        trained: TrainedModel) -> None:
         staging = self.models_dir / f".staging-{job_id}"
         if staging.exists():
             shutil.rmtree(staging)
