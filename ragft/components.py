@@ -217,14 +217,17 @@ class Components:
 
     # -- chat models --------------------------------------------------------------------------
     def local_embedder(self) -> Embedder:
-        """The offline embedder local models use (MiniLM, or the configured local one), metered."""
+        """The offline embedder local models use (MiniLM, or the configured local one), metered
+        and behind the on-disk embedding cache: the extractive reader embeds the sentences of
+        every passage it reads, and the same passages recur across queries and strategies."""
 
         def make() -> Embedder:
             if self.cfg.embedding_model.startswith("local/"):
-                return self.meter.embedder(build_base_embedder(self.cfg))
+                return self.embedder()  # the same model: share its cache
             from ragft.models.local import MiniLMEmbedder
 
-            return self.meter.embedder(MiniLMEmbedder())
+            cache = EmbeddingCache(self.cfg.home_path / "local-embeddings.sqlite")
+            return CachedEmbedder(self.meter.embedder(MiniLMEmbedder()), cache)
 
         return self._once("local_embedder", make)
 

@@ -74,12 +74,14 @@ class MiniLMEmbedder:
 
     Inputs longer than ``max_length`` word pieces (256, the model's training length) are
     truncated, as sentence-transformers does; the usage counts the tokens actually embedded.
+    Batches are formed from length-sorted inputs; small batches (16) pad least and measured
+    fastest on this 2-core machine (64 was ~35% slower on mixed-length sentences).
     """
 
     name = "local/all-MiniLM-L6-v2-int8"
     dimension = 384
 
-    def __init__(self, *, batch_size: int = 64, max_length: int = 256, threads: int | None = None):
+    def __init__(self, *, batch_size: int = 16, max_length: int = 256, threads: int | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
