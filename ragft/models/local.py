@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -180,6 +181,29 @@ class _Candidate:
     score: float
 
 
+_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{2,}")
+
+
+def _units(text: str) -> list[str]:
+    """Sentences of ``text``, with each markdown table row a unit of its own (cells joined by
+    " — ") so a table answers with the matching row, not the whole table."""
+    out: list[str] = []
+    for sentence in split_sentences(text):
+        if "|" not in sentence:
+            out.append(sentence)
+            continue
+        for line in sentence.splitlines():
+            line = line.strip()
+            if not line or _TABLE_SEPARATOR.match(line):
+                continue
+            if line.startswith("|"):
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                out.append(" — ".join(c for c in cells if c))
+            else:
+                out.append(line)
+    return out
+
+
 def _clean(sentence: str) -> str:
     s = sentence.strip()
     s = s.lstrip("#>*-+ ").strip()
@@ -220,7 +244,7 @@ class ExtractiveReader:
         variants (the user's question, and a rewritten search query when there is one)."""
         units: list[tuple[str, int, int, str]] = []
         for p_index, passage in enumerate(passages):
-            for s_index, sentence in enumerate(split_sentences(passage.text)):
+            for s_index, sentence in enumerate(_units(passage.text)):
                 cleaned = _clean(sentence)
                 if len(words(cleaned)) >= 3:
                     units.append((passage.id, p_index, s_index, cleaned))

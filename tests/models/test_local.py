@@ -80,3 +80,15 @@ def test_reader_abstains_without_support(minilm: MiniLMEmbedder) -> None:
     assert c.text == ABSTAIN_TEXT and c.confidence < reader.min_confidence and c.citations == ()
     empty = reader.complete([{"role": "user", "content": "What is our refund policy?"}])
     assert empty.text == ABSTAIN_TEXT and empty.confidence == 0.0
+
+
+def test_reader_answers_from_the_matching_table_row() -> None:
+    table = (
+        "Error codes:\n\n| Code | Meaning | What to do |\n|---|---|---|\n"
+        "| LUM-4040 | Flow not found | Check the ID. |\n"
+        "| LUM-4290 | Rate limit exceeded | Wait for Retry-After seconds. |\n"
+    )
+    reader = ExtractiveReader(None)
+    c = reader.complete([{"role": "user", "content": format_context([Passage("1", "support/errors.md", table)],
+                                                                     "Which error code means the rate limit was exceeded?")}])
+    assert c.text == "LUM-4290 — Rate limit exceeded — Wait for Retry-After seconds. [1]"
