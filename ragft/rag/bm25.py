@@ -339,10 +339,23 @@ class BM25Index:
 
     def search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
         """The ``k`` best-scoring chunks for ``query`` (only those matching a term), best first."""
+        return self.search_and_score(query, k, ())[0]
+
+    def search_and_score(
+        self, query: str, k: int, chunk_ids: Sequence[str]
+    ) -> tuple[list[tuple[Chunk, float]], list[float]]:
+        """:meth:`search` plus the scores of ``chunk_ids`` (as :meth:`score_chunks`), from one
+        scoring pass: hybrid retrieval needs both."""
         with self._lock:
-            if not self._live or k <= 0:
-                return []
+            if not self._live:
+                return [], [0.0] * len(chunk_ids)
             scores = self._scores(query)
+            extra = [
+                float(scores[s]) if (s := self._slot_of.get(cid)) is not None else 0.0
+                for cid in chunk_ids
+            ]
+            if k <= 0:
+                return [], extra
             matched = np.flatnonzero(scores > 0)
             if len(matched) > k:
                 top = matched[np.argpartition(-scores[matched], k - 1)[:k]]
@@ -350,7 +363,7 @@ class BM25Index:
                 top = matched
             top = top[np.argsort(-scores[top], kind="stable")]
             found = [(self._slot_chunk[s], float(scores[s])) for s in top.tolist()]
-            return [(c, s) for c, s in found if c is not None]
+            return [(c, s) for c, s in found if c is not None], extra
 
     def score_chunks(self, query: str, chunk_ids: Sequence[str]) -> list[float]:
         """BM25 scores of specific chunks for ``query`` (0.0 for unknown ids)."""

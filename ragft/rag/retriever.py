@@ -236,29 +236,28 @@ class Retriever:
         self, query: str, qvec: np.ndarray, dense: list[tuple[Chunk, float]], pool: int
     ) -> list[Hit]:
         assert self.bm25 is not None
-        lexical = self.bm25.search(query, pool)
+        # One BM25 pass gives its own top list and the scores of the dense candidates.
+        lexical, dense_lex = self.bm25.search_and_score(query, pool, [c.id for c, _ in dense])
         chunks: dict[str, Chunk] = {}
         dense_score: dict[str, float] = {}
         lex_score: dict[str, float] = {}
         for c, s in dense:
             chunks[c.id] = c
             dense_score[c.id] = s
+        for (c, _), s in zip(dense, dense_lex, strict=True):
+            lex_score[c.id] = s
         for c, s in lexical:
             chunks.setdefault(c.id, c)
             lex_score[c.id] = s
         if not chunks:
             return []
         ids = list(chunks)
-        # Complete each candidate's evidence: exact cosine from the stored vector, exact BM25.
+        # Complete each candidate's evidence: BM25-only finds get their exact cosine from the
+        # stored vector (dense finds got their BM25 score above).
         need_dense = [i for i in ids if i not in dense_score and i in self.index]
         if need_dense:
             cos = self.index.vectors(need_dense) @ qvec
             dense_score.update(zip(need_dense, cos.tolist(), strict=True))
-        need_lex = [i for i in ids if i not in lex_score]
-        if need_lex:
-            lex_score.update(
-                zip(need_lex, self.bm25.score_chunks(query, need_lex), strict=True)
-            )
         d = np.array([dense_score.get(i, -1.0) for i in ids], dtype=np.float64)
         lx = np.array([lex_score.get(i, 0.0) for i in ids], dtype=np.float64)
         if self.fusion == "rrf":
