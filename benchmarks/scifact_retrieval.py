@@ -139,8 +139,8 @@ def main() -> None:
         tr = f"{res['train']['ndcg@10']:.4f}" if "train" in res else ""
         mark = "  <- weight chosen on train" if name == f"hybrid weighted w={best_w}" else ""
         print(f"{name:32} {t['ndcg@10']:8.4f} {t['recall@100']:7.4f} {t['ms_per_query']:6.1f}   {tr:>13}{mark}")
-    print("ms/q: retrieval per query; only the first dense row embeds the queries (MiniLM),")
-    print("      later rows reuse them from the cache.")
+    print("ms/q: retrieval per query, excluding query embedding after the first dense/hybrid row")
+    print("      of the first run (query vectors are cached with the index).")
     print("published: BM25 0.665 (BEIR) / 0.679 (Anserini, R@100 0.925); all-MiniLM-L6-v2 ~0.64-0.65")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
