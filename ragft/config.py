@@ -72,14 +72,16 @@ class IndexConfig(_Strict):
 
     corpus: str = "corpus/docs"
     path: str = "index"
-    chunk_tokens: int = Field(300, ge=32, le=8000)
-    chunk_overlap: int = Field(50, ge=0)
+    # 200 tiktoken tokens stay within MiniLM's 256 word pieces (longer chunk tails would never be
+    # embedded locally) and measured better in every retrieval mode on the sample corpus.
+    chunk_tokens: int = Field(200, ge=32, le=8000)
+    chunk_overlap: int = Field(40, ge=0)
     kind: Literal["auto", "flat", "hnsw"] = "auto"
 
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_smaller(cls, v: int, info: Any) -> int:
-        size = info.data.get("chunk_tokens", 300)
+        size = info.data.get("chunk_tokens", 200)
         if v >= size:
             raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({size})")
         return v

@@ -22,10 +22,8 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -39,6 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
+from ragft.storage import atomic_write_bytes
 from ragft.errors import EvaluationError
 from ragft.eval.judge import LLMJudge
 from ragft.eval.quality import score_answer
@@ -305,22 +304,9 @@ class CostCheck:
 
 
 def _atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``,
-    so a reader never sees half a result file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    """Write ``data`` atomically (see :mod:`ragft.storage`) and return the path."""
+    atomic_write_bytes(path, data)
+    return Path(path)
 
 
 @dataclass

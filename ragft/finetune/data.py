@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragft.errors import FineTuneError, ModelRetiredError, TrainingDataError
-from ragft.finetune.storage import atomic_write_text
+from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.textutil import content_words

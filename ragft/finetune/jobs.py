@@ -39,7 +39,7 @@ from ragft.errors import (
     TrainingNotAvailableError,
 )
 from ragft.finetune.data import check_base_model, detect_purpose, read_jsonl, validate_file
-from ragft.finetune.storage import atomic_write_json, file_sha256, locked, read_json
+from ragft.storage import atomic_write_json, file_sha256, locked, read_json
 from ragft.metering.meter import Meter
 from ragft.metering.prices import PriceTable
 

@@ -54,7 +54,7 @@ from ragft.finetune.data import (
     validate_examples,
 )
 from ragft.finetune.jobs import Checkpoint, JobEvent, JobStatus, UploadedFile
-from ragft.finetune.storage import (
+from ragft.storage import (
     atomic_write_bytes,
     atomic_write_json,
     file_sha256,

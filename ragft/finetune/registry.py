@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ragft.answer_metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
-from ragft.finetune.storage import atomic_write_json, locked, read_json
+from ragft.storage import atomic_write_json, locked, read_json
 from ragft.models.base import ChatModel
 from ragft.models.local import ABSTAIN_TEXT
 

@@ -21,6 +21,8 @@ from importlib import resources
 
 import tiktoken
 
+from ragft.storage import atomic_write_bytes
+
 __all__ = [
     "ENCODING_HASHES",
     "count_chat_tokens",
@@ -94,17 +96,8 @@ def _install_into_tiktoken_cache(name: str) -> None:
         with open(path, "rb") as fh:
             if hashlib.sha256(fh.read()).hexdigest() == ENCODING_HASHES[name]:
                 return
-    data = _bundled_bpe(name)
-    os.makedirs(cache_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".ragft-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # Written aside and renamed: a concurrent reader sees the old file or the whole new one.
+    atomic_write_bytes(path, _bundled_bpe(name))
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""Durable file writes shared by the fine-tuning modules (job state, registry, data, artifacts).
+"""Durable file writes shared by every module that persists state (job state, registry, training
+data, model artifacts, evaluation results, tiktoken cache files).
 
 Every file ragft persists here is written aside and renamed into place: a reader, or a process
 restarted after a crash, sees either the old complete file or the new complete file, never a
