@@ -22,6 +22,7 @@ Tree::
     ├── DocumentError (ValueError)          a document could not be loaded
     ├── TrainingDataError (ValueError)      training JSONL failed validation
     ├── FineTuneError                       fine-tuning job problems
+    │   ├── FineTuneBackendUnavailable      transient backend failure (5xx, 429); retry
     │   ├── TrainingNotAvailableError       provider refuses fine-tuning (e.g. OpenAI 403)
     │   ├── ModelRetiredError               base model past its shutdown date
     │   └── JobFailedError                  the job ended failed/cancelled
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "DocumentError",
     "EvaluationError",
+    "FineTuneBackendUnavailable",
     "FineTuneError",
     "IndexStoreError",
     "JobFailedError",
@@ -138,6 +140,12 @@ class TrainingDataError(RagftError, ValueError):
 
 class FineTuneError(RagftError):
     """A fine-tuning operation failed."""
+
+
+class FineTuneBackendUnavailable(FineTuneError):
+    """The fine-tuning backend failed transiently (HTTP 5xx, 429, connection lost); retrying
+    may work. ``JobManager.follow`` keeps polling through a few of these; job state on disk is
+    never lost because of one."""
 
 
 class TrainingNotAvailableError(FineTuneError):

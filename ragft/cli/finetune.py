@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ragft.components import MODELS_DIR, REGISTRY_FILE
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
 from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus, TrackedJob
@@ -29,8 +30,6 @@ __all__ = [
 ]
 
 JOBS_DIR = "jobs"
-MODELS_DIR = "models"
-REGISTRY_FILE = "registry.json"
 LOCAL_JOB_PREFIX = "ftjob-local-"
 
 

@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
 
 
 def _registry(cfg: RagftConfig) -> Any:
-    from ragft.cli.finetune import REGISTRY_FILE
+    from ragft.components import REGISTRY_FILE
     from ragft.finetune.registry import ModelRegistry
 
     return ModelRegistry(cfg.home_path / REGISTRY_FILE)
@@ -97,7 +97,7 @@ def _embedder_named(cfg: RagftConfig, name: str) -> Embedder:
 def load_model(cfg: RagftConfig, model_id: str) -> ChatModel:
     """A chat model for ``model_id``: a local ``local-ft:`` artifact (with the embedder it was
     trained on) or a model served through the OpenAI SDK."""
-    from ragft.cli.finetune import MODELS_DIR
+    from ragft.components import MODELS_DIR
 
     if model_id.startswith("local-ft:"):
         from ragft.models.local_ft import artifact_dir, load_local_model, read_artifact

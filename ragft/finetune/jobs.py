@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from ragft.answer import Usage
 from ragft.errors import (
+    FineTuneBackendUnavailable,
     FineTuneError,
     JobFailedError,
     ModelRetiredError,
@@ -73,14 +74,6 @@ ALTERNATIVES_HINT = (
     "fine-tune an open-weights model with LoRA and serve the adapters from an OpenAI-compatible "
     "server such as vLLM (`--enable-lora`), pointing ragft's base_url at it."
 )
-
-
-class FineTuneBackendUnavailable(FineTuneError):
-    """The backend failed transiently (HTTP 5xx, 429, connection lost); retrying may work.
-
-    :meth:`JobManager.follow` keeps polling through a few of these; job state on disk is
-    never lost because of one.
-    """
 
 
 # --------------------------------------------------------------------------- values
