@@ -216,14 +216,16 @@ class ExtractiveReader:
     A sentence's support combines how much of the question's weighted vocabulary it covers
     (idf over the context's sentences) with its embedding similarity to the question when an
     embedder is given. The confidence is the best sentence's support in ``[0, 1]``; below
-    ``min_confidence`` the reader abstains.
+    ``min_confidence`` the reader abstains. The default 0.40 is the middle of the best
+    balanced-accuracy plateau (answerable kept vs out-of-scope refused) measured by
+    ``benchmarks/reader_threshold.py`` on the training-side data, not on the evaluation set.
     """
 
     def __init__(
         self,
         embedder: Embedder | None = None,
         *,
-        min_confidence: float = 0.35,
+        min_confidence: float = 0.40,
         lexical_weight: float = 0.5,
         max_sentences: int = 2,
         name: str = "local/extractive-reader",
