@@ -32,7 +32,7 @@ from ragft.errors import ModelError
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import parse_context, parse_search_query, split_question
-from ragft.textutil import content_words, split_sentences, words
+from ragft.textutil import analyze, content_words, split_sentences, words
 
 __all__ = [
     "ABSTAIN_TEXT",
@@ -252,7 +252,8 @@ class ExtractiveReader:
                     units.append((passage.id, p_index, s_index, cleaned))
         if not units:
             return []
-        unit_terms = [set(content_words(u[3])) for u in units]
+        # Stemmed terms, so "travelling" supports "travel" and "allowances" "allowance".
+        unit_terms = [set(analyze(u[3])) for u in units]
         n = len(units)
         df = Counter(t for terms in unit_terms for t in terms)
         vecs = None
@@ -261,7 +262,7 @@ class ExtractiveReader:
         best = np.zeros(n)
         w = self.lexical_weight
         for qi, question in enumerate(questions):
-            q_terms = set(content_words(question))
+            q_terms = set(analyze(question))
             idf = {t: math.log(1 + (n + 1) / (df.get(t, 0) + 0.5)) for t in q_terms}
             q_weight = sum(idf.values()) or 1.0
             lexical = np.array([sum(idf[t] for t in q_terms & terms) / q_weight for terms in unit_terms])
