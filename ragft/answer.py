@@ -86,6 +86,8 @@ class CallRecord:
 
     ``cost_usd`` is ``None`` when the model is explicitly unpriced (never a silent 0).
     ``tags`` carries the roll-up keys: ``run``, ``strategy``, ``query``.
+    ``nested`` marks a call made while another metered call was running (a local model's own
+    embedding lookup): its tokens and cost count, but its time is inside the outer call's.
     """
 
     usage: Usage
@@ -94,6 +96,7 @@ class CallRecord:
     purpose: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
+    nested: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (one ledger line)."""
@@ -104,6 +107,7 @@ class CallRecord:
             "purpose": self.purpose,
             "tags": dict(self.tags),
             "timestamp": self.timestamp,
+            "nested": self.nested,
         }
 
     @classmethod
@@ -116,6 +120,7 @@ class CallRecord:
             purpose=str(data.get("purpose", "")),
             tags=dict(data.get("tags", {})),
             timestamp=float(data.get("timestamp", 0.0)),
+            nested=bool(data.get("nested", False)),
         )
 
 
@@ -170,6 +175,11 @@ class Answer:
     def unpriced_calls(self) -> int:
         """How many calls had no price (their cost is unknown, not zero)."""
         return sum(1 for c in self.calls if c.cost_usd is None)
+
+    @property
+    def model_latency_s(self) -> float:
+        """Wall time spent inside model calls (nested calls are inside their outer call)."""
+        return sum(c.latency_s for c in self.calls if not c.nested)
 
     @property
     def input_tokens(self) -> int:

@@ -24,6 +24,8 @@ STOPWORDS = frozenset(
 
 def normalize(text: str) -> str:
     """Lower-case, strip accents and collapse whitespace (for matching, not display)."""
+    if text.isascii():  # nothing to decompose: skip the per-character pass (most text)
+        return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return " ".join(text.lower().split())

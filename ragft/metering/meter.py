@@ -76,7 +76,8 @@ class RollUp:
         self.output_tokens += u.output_tokens
         self.embedding_tokens += u.embedding_tokens
         self.training_tokens += u.training_tokens
-        self.latency_s += record.latency_s
+        if not record.nested:  # a nested call's time is already inside its outer call
+            self.latency_s += record.latency_s
         if record.cost_usd is None:
             self.unpriced_calls += 1
         else:
@@ -175,6 +176,11 @@ class Meter:
         self._active: contextvars.ContextVar[tuple[Collector, ...]] = contextvars.ContextVar(
             f"ragft_meter_{id(self):x}", default=()
         )
+        # How many metered calls are running in this context: a call recorded while another
+        # is in progress (a local model embedding its input) is marked nested.
+        self._depth: contextvars.ContextVar[int] = contextvars.ContextVar(
+            f"ragft_meter_depth_{id(self):x}", default=0
+        )
 
     # -- recording ---------------------------------------------------------------------
     @property
@@ -200,6 +206,7 @@ class Meter:
             latency_s=latency_s,
             purpose=purpose,
             tags=tags,
+            nested=self._depth.get() > 0,
         )
         with self._lock:
             self._records.append(record)
@@ -208,6 +215,15 @@ class Meter:
         if self.ledger is not None:
             self.ledger.append(record)
         return record
+
+    @contextlib.contextmanager
+    def in_call(self) -> Iterator[None]:
+        """Mark the block as inside a model call, so calls recorded within are ``nested``."""
+        token = self._depth.set(self._depth.get() + 1)
+        try:
+            yield
+        finally:
+            self._depth.reset(token)
 
     @contextlib.contextmanager
     def collect(self, **tags: str) -> Iterator[Collector]:
@@ -328,9 +344,10 @@ class MeteredChatModel:
         if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
             self.meter.check_budget(self._estimate(messages, max_tokens))
         start = time.perf_counter()
-        completion = self.inner.complete(
-            messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
-        )
+        with self.meter.in_call():
+            completion = self.inner.complete(
+                messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+            )
         self.meter.record(
             completion.usage, latency_s=time.perf_counter() - start, purpose=self.purpose
         )
@@ -399,7 +416,8 @@ class MeteredEmbedder:
                 Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
             )
         start = time.perf_counter()
-        result = self.inner.embed(texts, kind=kind)
+        with self.meter.in_call():
+            result = self.inner.embed(texts, kind=kind)
         self.meter.record(
             result.usage,
             latency_s=time.perf_counter() - start,

@@ -180,3 +180,23 @@ def test_scopes_of_one_meter_ignore_another_meters_calls() -> None:
     with a.collect(query="q") as scope:
         chat_b.complete(MSGS)
     assert scope.records == [] and len(b.records) == 1
+
+
+def test_calls_made_inside_a_call_are_nested_and_their_time_not_double_counted() -> None:
+    meter = Meter()
+    emb = meter.embedder(CountingEmbedder())
+
+    class EmbeddingChat(FixedChat):
+        def complete(self, messages, **kw):
+            emb.embed(["inner lookup"], kind="query")  # a local model embedding its input
+            return super().complete(messages, **kw)
+
+    chat = meter.chat_model(EmbeddingChat("local/x", {"input_tokens": 3}))
+    with meter.collect(query="q") as scope:
+        emb.embed(["top-level query"], kind="query")
+        chat.complete(MSGS)
+    top, inner, outer = scope.records  # recorded in completion order
+    assert (top.nested, inner.nested, outer.nested) == (False, True, False)
+    roll = RollUp.of(scope.records)
+    assert roll.latency_s == pytest.approx(top.latency_s + outer.latency_s)
+    assert roll.embedding_tokens == 20  # tokens of nested calls still count
