@@ -20,6 +20,8 @@ on the price table's ``shutdown`` dates. Each becomes a specific error that says
 
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 import hashlib
 import json
@@ -653,7 +655,7 @@ class JobManager:
                 "over (check the provider's dashboard for a job it may have created)"
             ) from exc
 
-    def list(self) -> list[TrackedJob]:
+    def list(self) -> builtins.list[TrackedJob]:
         """Every job this manager's store knows, oldest first."""
         if not self.store_dir.is_dir():
             return []
@@ -931,11 +933,11 @@ class JobManager:
             self._record_usage(job)
         return status
 
-    def events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
+    def events(self, job_id: str, *, limit: int = 100) -> builtins.list[JobEvent]:
         """The job's most recent events, oldest first."""
         return self.backend.list_events(job_id, limit=limit)
 
-    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+    def checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         """The job's checkpoints."""
         return self.backend.list_checkpoints(job_id)
 

@@ -551,6 +551,7 @@ def train_rewriter(
     vectors = _embed(embedder, [q for q, _ in pairs])
     val_pairs = [(_user(ex), _assistant(ex)) for ex in validation]
     use_val = len(val_pairs) >= 5
+    cases: list[tuple[str, str, Any, dict[str, dict[str, float]], dict[str, float], int | None]]
     if use_val:
         val_vecs = _embed(embedder, [q for q, _ in val_pairs])
         cases = [(q, g, vec, assoc, keep, None) for (q, g), vec in zip(val_pairs, val_vecs,
@@ -1042,7 +1043,7 @@ class LocalFineTuneBackend:
         staging.mkdir(parents=True)
         files: dict[str, str] = {}
         if trained.arrays:
-            np.savez(staging / "weights.npz", **trained.arrays)
+            np.savez(staging / "weights.npz", **trained.arrays)  # type: ignore[arg-type]
             files["weights.npz"] = file_sha256(staging / "weights.npz")
         if trained.data:
             atomic_write_json(staging / "data.json", trained.data)

@@ -16,6 +16,8 @@ accuracy for routers.
 
 from __future__ import annotations
 
+import builtins
+
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -320,7 +322,7 @@ class ModelRegistry:
         """Promotions and rollbacks of ``name``, oldest first."""
         return [dict(h) for h in self._entry(self._read(), name)["history"]]
 
-    def list(self) -> list[ModelVersion]:
+    def list(self) -> builtins.list[ModelVersion]:
         """Every version of every model, by name then version."""
         data = self._read()
         return [
@@ -329,7 +331,7 @@ class ModelRegistry:
             for v in data["models"][name]["versions"]
         ]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         """Registered model names."""
         return sorted(self._read()["models"])
 

@@ -372,10 +372,10 @@ class MeteredChatModel:
                 pieces.append(delta)
                 yield delta
         finally:
-            completion = stream.completion
+            final = stream.completion
             usage = (
-                completion.usage
-                if completion is not None
+                final.usage
+                if final is not None
                 else Usage(  # abandoned mid-stream: bill what we saw, marked as an estimate
                     model=self.name,
                     input_tokens=count_chat_tokens(messages, self.name),

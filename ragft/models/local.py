@@ -290,8 +290,9 @@ class ExtractiveReader:
         candidates.sort(key=lambda c: c.score, reverse=True)
         best = candidates[0] if candidates else None
         confidence = round(best.score, 4) if best else 0.0
+        cited: tuple[str, ...] = ()
         if best is None or best.score < self.min_confidence:
-            text, cited = ABSTAIN_TEXT, ()
+            text = ABSTAIN_TEXT
         else:
             chosen = [best]
             for cand in candidates[1 : self.max_sentences]:

@@ -170,6 +170,7 @@ class VectorIndex:
 
     # -- construction ------------------------------------------------------------------
     def _new_faiss(self, kind: str) -> Any:
+        inner: Any
         if kind == "hnsw":
             inner = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = self.ef_construction
@@ -343,7 +344,7 @@ class VectorIndex:
         # Building SWIG parameter objects costs tens of microseconds, a sizeable share of an
         # HNSW query: reuse them until the tombstones or efSearch change.
         if self._selector is None or self._selector[0] != ef:
-            params = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from stubs
             params.efSearch = ef
             keep: tuple[Any, ...] = ()
             if self._tombstones:
@@ -552,9 +553,9 @@ class VectorIndex:
             blobs[name] = data
         hnsw = manifest.get("hnsw") or {}
         index = cls(
-            int(dim),
+            int(dim),  # type: ignore[arg-type]  # validated above
             embedder=str(embedder),
-            kind=manifest.get("requested_kind", manifest.get("kind", "auto")),
+            kind=manifest.get("requested_kind", manifest.get("kind", "auto")),  # type: ignore[arg-type]
             hnsw_m=int(hnsw.get("m", 32)),
             ef_construction=int(hnsw.get("ef_construction", 80)),
             ef_search=int(hnsw.get("ef_search", 128)),
@@ -573,8 +574,8 @@ class VectorIndex:
                 index._lines[fid] = line
                 index._fid_of[chunk.id] = fid
                 index._doc_chunks.setdefault(chunk.document_id, []).append(chunk.id)
-            for line in blobs[_DOCS_FILE].decode("utf-8").splitlines():
-                record = json.loads(line)
+            for doc_line in blobs[_DOCS_FILE].decode("utf-8").splitlines():
+                record = json.loads(doc_line)
                 index._doc_hashes[str(record["id"])] = str(record["content_hash"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise IndexStoreError(
