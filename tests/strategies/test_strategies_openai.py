@@ -128,3 +128,34 @@ def request_json_from(request: httpx.Request) -> dict:
 
 def request_json(route, i: int = -1) -> dict:
     return request_json_from(route.calls[i].request)
+
+
+def sse(*events: dict) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def chunk(delta: dict, finish=None) -> dict:
+    return {"id": "chatcmpl-S1", "object": "chat.completion.chunk", "created": 1764400000,
+            "model": "gpt-4.1-mini-2025-04-14", "system_fingerprint": "fp_1",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+def test_rag_streams_the_answer_and_bills_the_reported_usage(api, client, retriever, meter) -> None:
+    usage_chunk = {**chunk({}), "choices": [], "usage": {
+        "prompt_tokens": 640, "completion_tokens": 9, "total_tokens": 649,
+        "prompt_tokens_details": {"cached_tokens": 128}, "completion_tokens_details": {"reasoning_tokens": 0}}}
+    route = api.post("/chat/completions").mock(return_value=httpx.Response(
+        200, headers={"content-type": "text/event-stream"},
+        content=sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "It is $75"}),
+                    chunk({"content": " per day [1]."}), chunk({}, "stop"), usage_chunk)))
+    rag = RAG(retriever, OpenAIChatModel("gpt-4.1-mini", client=client), meter=meter)
+    stream = rag.stream("What is the meal per diem?")
+    deltas = list(stream)
+    body = request_json(route)
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert "".join(deltas) == "It is $75 per day [1]." and len(deltas) >= 2
+    a = stream.answer
+    assert a is not None and a.text == "It is $75 per day [1]." and a.sources
+    gen = [c for c in a.calls if c.purpose == "generate"][0]
+    assert gen.usage.source == "reported" and gen.usage.input_tokens == 640 and gen.usage.cached_input_tokens == 128
+    assert gen.cost_usd == pytest.approx((512 * 0.40 + 128 * 0.10 + 9 * 1.60) / 1e6)
