@@ -164,8 +164,8 @@ def _router(ctx: BuildContext) -> Router:
         classifier = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
     routes: dict[str, Strategy | str] = {}
     for label, target in rc.routes.items():
-        if target in ("router", "cascade"):
-            raise ConfigError(f"router route {label!r} -> {target!r} would nest composites; pick a simple strategy")
+        if target == "router":
+            raise ConfigError(f"router route {label!r} -> 'router' would route to itself; pick another strategy")
         routes[label] = REFUSE if target == REFUSE else ctx.build(target)
     return Router(
         classifier,

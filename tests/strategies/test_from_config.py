@@ -93,6 +93,16 @@ def test_cli_ask_prints_answer_sources_route_and_cost(home, capsys) -> None:
     assert data["strategy"] == "rag" and data["calls"] and data["cost_usd"] == 0.0
 
 
+def test_router_can_route_to_a_cascade_but_not_to_itself(home) -> None:
+    cfg = load_config(home / "ragft.toml", overrides={"strategy.router.classifier": "rules", "strategy.router.routes": {
+        "factual": "rag", "procedural": "cascade", "creative": "base", "out_of_scope": "refuse"}})
+    a = from_config(cfg, strategy="router").answer("How do I request a new laptop?")
+    assert a.route.startswith("router: procedural (1.00) -> cascade | cascade: finetuned"), a.route
+    loop = cfg.with_overrides(**{"strategy.router.routes": {"factual": "router"}, "strategy.router.default_route": "refuse"})
+    with pytest.raises(ConfigError, match="route to itself"):
+        from_config(loop, strategy="router")
+
+
 def test_missing_registry_model_says_how_to_train(tmp_path) -> None:
     (tmp_path / "c.toml").write_text(f'home = "{tmp_path}"\n')
     with pytest.raises(RegistryError, match="finetune_local.py"):
