@@ -8,13 +8,22 @@ import sys
 from ragft.cli._output import answer_json, format_answer
 from ragft.config import load_config
 
-__all__ = ["register"]
+__all__ = ["question_text", "register"]
+
+
+def question_text(text: str) -> str:
+    """Argument type for a question or query: refuses empty text at the command line, before
+    any config, index or model is loaded (the library would raise deep inside a strategy)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty; pass the text to answer, e.g. "
+                                         "ragft ask \"How do I request a new laptop?\"")
+    return text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``ask`` command."""
     p = sub.add_parser("ask", help="answer a question", description="Answer a question and show sources, route and cost.")
-    p.add_argument("question", help="the question to answer")
+    p.add_argument("question", type=question_text, help="the question to answer")
     p.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
     p.add_argument("--strategy", "-s", help="strategy name, overriding the config's [strategy] name")
     p.add_argument("--json", action="store_true", help="print the full answer as JSON")

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ragft.cli.ask import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
 from ragft.config import load_config
 from ragft.metering.meter import RollUp
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
         help="show the passages retrieved for a query",
         description="Retrieve passages from the knowledge base (no model is asked to answer).",
     )
-    s.add_argument("query", help="the question or keywords")
+    s.add_argument("query", type=question_text, help="the question or keywords")
     s.add_argument("--config", help="TOML config file")
     s.add_argument("-k", "--top-k", type=int, default=None, help="number of hits (default: config)")
     s.add_argument("--mode", choices=("hybrid", "dense", "bm25"), help="retrieval mode")
