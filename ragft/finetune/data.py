@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ragft.errors import FineTuneError, ModelRetiredError, TrainingDataError
+from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, TrainingDataError
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
@@ -295,7 +295,7 @@ def split_examples(
     sets can come out a few examples off.
     """
     if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
-        raise ValueError(
+        raise ConfigError(
             f"validation ({validation}) and test ({test}) must be in [0, 1) and sum below 1"
         )
     parts: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
@@ -894,7 +894,7 @@ def estimate_training(
         n_epochs, is_auto = auto_epochs(n), True
     else:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 50:
-            raise ValueError(f"epochs must be 'auto' or an integer from 1 to 50, got {epochs!r}")
+            raise ConfigError(f"epochs must be 'auto' or an integer from 1 to 50, got {epochs!r}")
         n_epochs, is_auto = epochs, False
     per_epoch = report.billed_tokens_per_epoch
     billed = per_epoch * n_epochs

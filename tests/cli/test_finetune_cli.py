@@ -201,3 +201,19 @@ def test_errors_for_unknown_things(cli: CLI) -> None:
     assert code == 2 and "expected NAME=NUMBER" in err
     code, out, _ = cli("finetune", "list")
     assert "no fine-tuning jobs yet" in out
+
+
+def test_out_of_range_options_are_errors_not_tracebacks(cli: CLI, tmp_path: Path,
+                                                        routes_file: Path) -> None:
+    # Library checks of option values raise RagftError (a ValueError too), so the CLI edge
+    # turns them into one line and exit code 2.
+    code, _, err = cli("finetune", "prepare", "--purpose", "router", "--input", str(routes_file),
+                       "--out", str(tmp_path / "r.jsonl"), "--split", "--validation", "0.7",
+                       "--test", "0.5")
+    assert code == 2 and "sum below 1" in err
+    out_file = tmp_path / "router.jsonl"
+    cli("finetune", "prepare", "--purpose", "router", "--input", str(routes_file), "--out",
+        str(out_file))
+    code, _, err = cli("finetune", "estimate", str(out_file), "--model", "gpt-4o-mini",
+                       "--epochs", "51")
+    assert code == 2 and "from 1 to 50" in err
