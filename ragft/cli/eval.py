@@ -122,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
             )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else cfg.home_path / "eval" / stamp
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvaluationError(f"cannot create the output directory {out}: {exc}; pass another "
+                              "--out") from exc
     meta = {
         "config": str(args.config) if args.config else None, "questions": str(args.questions),
         "kinds": kinds, "limit": args.limit, "provider": cfg.provider,

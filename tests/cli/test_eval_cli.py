@@ -142,3 +142,13 @@ def test_judge_needs_the_openai_backend(project: Path, monkeypatch: pytest.Monke
                   "--judge", "--out", str(project / "o")], monkeypatch)
     assert code == 2 and "--judge needs a real chat model" in capsys.readouterr().err
     assert not (project / "o" / "result.json").exists()
+
+
+def test_an_unusable_out_directory_is_a_clear_error(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    taken = project / "a_file"
+    taken.write_text("not a directory")
+    code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
+                  "-s", "rag", "--out", str(taken), "--no-progress"], monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot create the output directory" in err and str(taken) in err
