@@ -273,6 +273,13 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
     from ragft.finetune.registry import ModelRegistry
 
     registry = ModelRegistry(cfg.home_path / REGISTRY_FILE)
+    # A re-run of the same `start` resumes the finished job: its model is registered already.
+    if name in registry.names():
+        for existing in registry.versions(name):
+            if existing.model_id == status.fine_tuned_model:
+                print(f"{existing.model_id} is already registered as {name} version "
+                      f"{existing.version}")
+                return
     version = registry.register(
         name,
         model_id=str(status.fine_tuned_model),

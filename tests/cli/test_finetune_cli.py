@@ -217,3 +217,21 @@ def test_out_of_range_options_are_errors_not_tracebacks(cli: CLI, tmp_path: Path
     code, _, err = cli("finetune", "estimate", str(out_file), "--model", "gpt-4o-mini",
                        "--epochs", "51")
     assert code == 2 and "from 1 to 50" in err
+
+
+def test_register_on_a_resumed_start_does_not_add_a_duplicate_version(
+    cli: CLI, tmp_path: Path, routes_file: Path
+) -> None:
+    train = tmp_path / "router.jsonl"
+    cli("finetune", "prepare", "--purpose", "router", "--input", str(routes_file), "--out",
+        str(train))
+    argv = ("finetune", "start", str(train), "--model", "local", "--suffix", "v1",
+            "--register", "router")
+    code, out, _ = cli(*argv)
+    assert code == 0 and "registered router version 1" in out
+    # The README's resume path: the same command again reports the finished job; the model it
+    # made is already registered, so no second version of the same model id appears.
+    code, out, _ = cli(*argv)
+    assert code == 0 and "already registered as router version 1" in out
+    code, out, _ = cli("models", "list")
+    assert "router@1" in out and "router@2" not in out
