@@ -236,6 +236,15 @@ class Meter:
         finally:
             self._active.reset(token)
 
+    def check_priced(self, model: str, *, embedding: bool = False) -> None:
+        """Raise :class:`~ragft.errors.UnpricedModelError` now if a call to ``model`` could not
+        be priced once made: failing after the call would discard a call already paid for and
+        leave it out of the ledger. Free and explicitly unpriced models pass."""
+        if embedding:
+            self.prices.cost(Usage(model=model, kind="embedding", embedding_tokens=1))
+        else:
+            self.prices.cost(Usage(model=model, input_tokens=1, output_tokens=1))
+
     # -- budgets -------------------------------------------------------------------------
     def check_budget(self, estimate: Usage) -> None:
         """Raise :class:`BudgetExceededError` if a call estimated at ``estimate`` would take
@@ -314,6 +323,12 @@ class MeteredChatModel:
         self.inner = inner
         self.meter = meter
         self.purpose = purpose
+        self._priced = False
+
+    def _check_priced(self) -> None:
+        if not self._priced:  # the model and the price table are fixed: check once
+            self.meter.check_priced(self.name)
+            self._priced = True
 
     @property
     def name(self) -> str:
@@ -340,7 +355,8 @@ class MeteredChatModel:
         temperature: float = 0.0,
         logprobs: bool = False,
     ) -> Completion:
-        """Check the budget, call the model, record its reported usage."""
+        """Check the price and budget, call the model, record its reported usage."""
+        self._check_priced()
         if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
             self.meter.check_budget(self._estimate(messages, max_tokens))
         start = time.perf_counter()
@@ -362,6 +378,7 @@ class MeteredChatModel:
             completion = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
             yield completion.text
             return
+        self._check_priced()
         if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
             self.meter.check_budget(self._estimate(messages, max_tokens))
         start = time.perf_counter()
@@ -397,6 +414,7 @@ class MeteredEmbedder:
         self.inner = inner
         self.meter = meter
         self.purpose = purpose
+        self._priced = False
 
     @property
     def name(self) -> str:
@@ -409,7 +427,10 @@ class MeteredEmbedder:
         return self.inner.dimension
 
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
-        """Check the budget, embed, record the reported usage."""
+        """Check the price and budget, embed, record the reported usage."""
+        if not self._priced:
+            self.meter.check_priced(self.name, embedding=True)
+            self._priced = True
         if self.meter.budget.total_usd is not None and texts:
             est = sum(count_tokens(t, self.name) for t in texts)
             self.meter.check_budget(
