@@ -102,7 +102,8 @@ class Ledger:
     """Append-only JSONL file of :class:`CallRecord` lines.
 
     Each record is written with one ``write`` of a whole line and flushed, so a crash loses at
-    most the line being written; :meth:`read` skips a torn final line instead of failing.
+    most the line being written. The next append starts a fresh line after such a torn tail,
+    and :meth:`read` skips torn lines instead of failing.
     """
 
     def __init__(self, path: str | Path):
@@ -111,16 +112,24 @@ class Ledger:
 
     def append(self, record: CallRecord) -> None:
         """Append one record durably."""
-        line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+        data = (json.dumps(record.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line)
+            with open(self.path, "a+b") as fh:
+                end = fh.seek(0, os.SEEK_END)
+                if end:
+                    fh.seek(end - 1)
+                    if fh.read(1) != b"\n":
+                        # An earlier writer crashed mid-line: glued onto that torn line, this
+                        # record would be unreadable too.
+                        data = b"\n" + data
+                fh.write(data)  # append mode: always at the end
                 fh.flush()
                 os.fsync(fh.fileno())
 
     def read(self) -> list[CallRecord]:
-        """All complete records; a torn last line (crash mid-write) is ignored."""
+        """All complete records. Torn lines (a crash mid-write) are ignored; any other
+        unreadable line raises :class:`~ragft.errors.ConfigError` naming it."""
         if not self.path.exists():
             return []
         records: list[CallRecord] = []
@@ -133,6 +142,9 @@ class Ledger:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 if number == len(lines):
                     break  # torn tail from an interrupted write
+                text = line.strip()
+                if text.startswith("{") and not text.endswith("}"):
+                    continue  # a record started but never finished: torn by a crash
                 raise ConfigError(f"ledger {self.path} line {number} is corrupt: {exc}") from exc
         return records
 

@@ -229,3 +229,24 @@ def test_an_unpriced_model_is_refused_before_the_call_is_made() -> None:
     listed = Meter(Meter().prices.with_overrides(unpriced=["my-vllm-model"]))
     listed.chat_model(inner).complete(MSGS)
     assert inner.calls == 1 and listed.records[0].cost_usd is None
+
+
+def test_appending_after_a_torn_tail_keeps_every_later_record(tmp_path) -> None:
+    # A crash mid-write leaves a partial last line with no newline. The next run appends to
+    # the same ledger (the home ledger, an eval re-run into the same --out): its records must
+    # not be glued onto the torn line and lost with it.
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    chat = Meter(ledger=ledger).chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 7, "output_tokens": 3}))
+    chat.complete(MSGS)
+    with open(ledger.path, "a") as fh:
+        fh.write('{"usage": {"model": "gpt-4o')  # the crash
+    later = Meter(ledger=ledger)
+    later.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 70, "output_tokens": 30})).complete(MSGS)
+    back = ledger.read()
+    assert [r.usage.input_tokens for r in back] == [7, 70]
+    # Other corruption in the middle is still reported, not skipped.
+    with open(ledger.path, "a") as fh:
+        fh.write("garbage\n")
+    later.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 1, "output_tokens": 1})).complete(MSGS)
+    with pytest.raises(ConfigError, match="line 4"):
+        ledger.read()
