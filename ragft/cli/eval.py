@@ -101,6 +101,20 @@ def _write(result: Any, out: Path, metric: str) -> list[Path]:
     return written
 
 
+def _explain_errors(result: Any) -> None:
+    """Say why questions failed: the table only counts them, and a broken backend (bad key,
+    unreachable server) otherwise looks like a strategy that scores zero."""
+    for name in result.strategies:
+        records = result.records_for(name)
+        errors = [r.error for r in records if r.error]
+        if not errors:
+            continue
+        print(f"ragft: warning: {name}: {len(errors)} of {len(records)} questions failed; "
+              "the table's scores count them as wrong. Errors:", file=sys.stderr)
+        for message in list(dict.fromkeys(errors))[:3]:
+            print(f"  {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation (and the A/B comparison with ``--ab``), print, write the files.
 
@@ -134,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     }
     result = _evaluate(cfg, names, questions, out, args, meta)
     print(format_table(result))
+    _explain_errors(result)
     written = _write(result, out, args.metric)
 
     if args.ab:
@@ -147,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         result_b = _evaluate(cfg_b, names, questions, out_b, args, meta_b)
         print(f"\nB: {args.ab}")
         print(format_table(result_b))
+        _explain_errors(result_b)
         written += [*_write(result_b, out_b, args.metric), out_b / LEDGER_FILE]
         config_a = Path(args.config).name if args.config else "defaults"
         reports = [

@@ -152,3 +152,22 @@ def test_an_unusable_out_directory_is_a_clear_error(project: Path, monkeypatch: 
                   "-s", "rag", "--out", str(taken), "--no-progress"], monkeypatch)
     err = capsys.readouterr().err
     assert code == 2 and "cannot create the output directory" in err and str(taken) in err
+
+
+@needs_components
+def test_failed_questions_are_explained_not_just_counted(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # An unreachable chat server makes every answer fail. The table alone showed "errors 4"
+    # and zero scores; the reason is printed too (once per distinct error).
+    build_index(project)
+    broken = project / "broken.toml"
+    config = (project / "ragft.toml").read_text()
+    broken.write_text(config.replace(
+        'provider = "local"\n',
+        'provider = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmax_retries = 0\ntimeout_s = 2\n',
+    ).replace("[models]\n", '[models]\nchat = "gpt-4.1-mini"\n'))
+    code = ragft(["eval", "-c", str(broken), "-q", str(project / "questions.jsonl"),
+                  "-s", "rag", "--out", str(project / "o"), "--no-progress"], monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "rag: 4 of 4 questions failed" in err and "ModelUnavailableError" in err
