@@ -84,16 +84,18 @@ def file_sha256(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def locked(path: str | Path) -> Iterator[None]:
+def locked(path: str | Path, *, shared: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path + '.lock'`` for a read-modify-write.
 
-    Readers do not need it (writes are atomic renames); writers take it so two processes
-    updating the same JSON file do not lose each other's changes.
+    Readers of a single file do not need it (writes are atomic renames); writers take it so
+    two processes updating the same JSON file do not lose each other's changes. ``shared``
+    takes a shared lock instead, for readers of something replaced in more than one step
+    (the index directory swap).
     """
     lock_path = Path(f"{path}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -20,7 +20,9 @@ On disk an index is a directory::
 Saves are atomic: everything is written and fsynced in a temporary sibling directory, then the
 old directory is renamed aside and the new one renamed into place. An exception mid-save
 leaves the previous index untouched; a hard crash between the two renames leaves the previous
-index in ``.NAME.old-*``, which :meth:`VectorIndex.load` restores.
+index in ``.NAME.old-*``, which :meth:`VectorIndex.load` restores. The swap holds an
+exclusive lock on the sibling ``NAME.lock`` and loads a shared one, so a load in another thread
+or process reads one complete version and never mistakes a save in progress for a crash.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.rag.chunker import Chunk
+from ragft.storage import locked
 
 __all__ = [
     "AUTO_HNSW_THRESHOLD",
@@ -463,7 +466,9 @@ class VectorIndex:
                     tmp / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
                 )
                 _fsync_dir(tmp)
-                _swap_into_place(tmp, target)
+                # Loads hold the shared lock: none reads between the two renames of the swap.
+                with locked(target):
+                    _swap_into_place(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -499,7 +504,20 @@ class VectorIndex:
         with another embedder or dimension than expected.
         """
         target = Path(directory)
-        _recover_interrupted_swap(target)
+        if not target.parent.is_dir():
+            raise IndexStoreError(f"no index at {target}; build it with `ragft index`")
+        if not (target / _MANIFEST).is_file() and _backups(target):
+            # Exclusive: a save in progress looks like a crash until its second rename.
+            with locked(target):
+                _recover_interrupted_swap(target)
+        # Shared: every file read below belongs to the same saved version.
+        with locked(target, shared=True):
+            return cls._read(target, expected_embedder, expected_dim)
+
+    @classmethod
+    def _read(
+        cls, target: Path, expected_embedder: str | None, expected_dim: int | None
+    ) -> VectorIndex:
         manifest_path = target / _MANIFEST
         if not manifest_path.is_file():
             raise IndexStoreError(

@@ -219,3 +219,42 @@ def test_convert_between_kinds_keeps_the_live_vectors() -> None:
     assert index.kind == "flat" and index.tombstones == 0 and len(index) == 16
     cid = "doc1-2"
     assert index.search(vectors[cid], 1)[0][0].id == cid
+
+
+def test_loads_during_saves_see_the_old_or_the_new_index_never_a_missing_one(tmp_path) -> None:
+    # A save swaps directories with two renames; a reader (`ragft ask` while `ragft index`
+    # updates a document) must not land between them, nor recover a "crash" that is a save in
+    # progress, nor read the manifest of one version and the files of the next.
+    import threading
+    import time
+
+    path = tmp_path / "idx"
+    index, _ = build()
+    index.save(path)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            for n in range(150):
+                index.meta["n"] = n
+                index.save(path)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(f"save: {type(exc).__name__}: {exc}")
+        finally:
+            stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                assert len(VectorIndex.load(path)) == 20
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"load: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, f"{len(errors)} failures in {time.monotonic() - start:.1f}s, e.g. {errors[:3]}"
