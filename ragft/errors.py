@@ -113,13 +113,25 @@ class UnpricedModelError(PricingError, KeyError):
 
 
 class BudgetExceededError(RagftError):
-    """A call was refused because it would take spending past a configured budget."""
+    """A call was refused because it would take spending past a configured budget.
 
-    def __init__(self, message: str, *, limit_usd: float, spent_usd: float, estimate_usd: float):
+    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run) or
+    ``"query"`` (only this query's allowance is used up)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_usd: float,
+        spent_usd: float,
+        estimate_usd: float,
+        scope: str = "run",
+    ):
         super().__init__(message)
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.estimate_usd = estimate_usd
+        self.scope = scope
 
 
 class IndexStoreError(RagftError):

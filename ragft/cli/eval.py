@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation (and the A/B comparison with ``--ab``), print, write the files.
 
     Exit code 3 means the run finished but some strategy's cost did not match its ledger
-    roll-up (a metering bug worth reporting); the table says which.
+    roll-up (a metering bug worth reporting); the table says which. Exit code 4 means a
+    strategy hit a fatal error (rejected key, unknown model, spent run budget) and its
+    remaining questions were skipped: its scores are not a measurement.
     """
     from ragft.eval.harness import format_table
 
@@ -177,4 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     written.insert(0, out / LEDGER_FILE)
     print("\nwrote " + ", ".join(str(p) for p in written))
-    return 0 if result.costs_traced else 3
+    if not result.costs_traced:
+        return 3
+    skipped = any((r.error or "").startswith("skipped after a fatal error") for r in result.records)
+    return 4 if skipped else 0

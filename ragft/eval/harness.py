@@ -38,7 +38,12 @@ from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
 from ragft.storage import atomic_write_bytes
-from ragft.errors import EvaluationError
+from ragft.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    EvaluationError,
+    ModelNotFoundError,
+)
 from ragft.eval.judge import LLMJudge
 from ragft.eval.quality import score_answer
 from ragft.eval.questions import Question
@@ -532,6 +537,14 @@ def _cost_check(
     return checks, rolls
 
 
+def is_fatal(exc: BaseException) -> bool:
+    """Errors that would fail every remaining question of a strategy the same way: a rejected
+    key, an unknown model, a spent run budget. The harness stops calling that strategy."""
+    if isinstance(exc, BudgetExceededError):
+        return exc.scope == "run"
+    return isinstance(exc, (AuthenticationError, ModelNotFoundError))
+
+
 def run_eval(
     strategies: Mapping[str, Strategy],
     questions: Sequence[Question],
@@ -555,15 +568,24 @@ def run_eval(
     names = list(strategies)
     records: list[QuestionRecord] = []
 
+    fatal: dict[str, str] = {}
+
     def one(name: str, strategy: Strategy, q: Question) -> QuestionRecord:
         start = time.perf_counter()
         answer: Answer | None = None
         error: str | None = None
         with meter.collect(eval_run=run_id, eval_strategy=name, query=q.id) as scope:
-            try:
-                answer = strategy.answer(q.question, query_id=q.id)
-            except Exception as exc:  # one failing question must not end the run
-                error = f"{type(exc).__name__}: {exc}"
+            if name in fatal:
+                # The same failure would repeat for every question (and a used-up budget
+                # must not be retried): record it without calling again.
+                error = f"skipped after a fatal error: {fatal[name]}"
+            else:
+                try:
+                    answer = strategy.answer(q.question, query_id=q.id)
+                except Exception as exc:  # one failing question must not end the run
+                    error = f"{type(exc).__name__}: {exc}"
+                    if is_fatal(exc):
+                        fatal.setdefault(name, error)
         record = _record(name, q, answer, error, list(scope.records), time.perf_counter() - start)
         if judge is not None and answer is not None and q.answerable:
             record = _judged(record, q, answer, name)

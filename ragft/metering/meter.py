@@ -182,6 +182,10 @@ class Meter:
         self.budget = budget or Budget()
         self.tags = dict(tags or {})
         self._records: list[CallRecord] = []
+        self._spent = 0.0
+        # Estimated cost of calls admitted by the budget but not yet recorded: concurrent
+        # calls (answer_many, eval --concurrency) cannot all pass the same remaining budget.
+        self._reserved = 0.0
         self._lock = threading.Lock()
         # Per meter and per context (thread / asyncio task): the open collect() scopes. Scopes
         # of another meter never see this meter's records.
@@ -204,7 +208,8 @@ class Meter:
     @property
     def spent_usd(self) -> float:
         """Total priced cost recorded so far."""
-        return RollUp.of(self.records).cost_usd
+        with self._lock:
+            return self._spent
 
     def record(self, usage: Usage, *, latency_s: float, purpose: str = "") -> CallRecord:
         """Price and store one call; every active :meth:`collect` scope receives it."""
@@ -222,6 +227,8 @@ class Meter:
         )
         with self._lock:
             self._records.append(record)
+            if record.cost_usd is not None:
+                self._spent += record.cost_usd
         for collector in self._active.get():
             collector.records.append(record)
         if self.ledger is not None:
@@ -261,35 +268,54 @@ class Meter:
     def check_budget(self, estimate: Usage) -> None:
         """Raise :class:`BudgetExceededError` if a call estimated at ``estimate`` would take
         the run or the current query past its limit. Free and unpriced models always pass."""
+        with self.budgeted(estimate):
+            pass
+
+    @contextlib.contextmanager
+    def budgeted(self, estimate: Usage) -> Iterator[None]:
+        """Admit a call estimated at ``estimate`` (or raise :class:`BudgetExceededError`) and
+        hold its estimated cost against the run budget until the block ends, so concurrent
+        calls cannot together overshoot it. Record the call inside the block."""
         if self.budget.total_usd is None and self.budget.per_query_usd is None:
+            yield
             return
         est = self.prices.cost(estimate) or 0.0
         if est == 0.0:
+            yield
             return
-        spent = self.spent_usd
         limit = self.budget.total_usd
-        if limit is not None and spent + est > limit:
-            raise BudgetExceededError(
-                f"budget exceeded: this {estimate.model} call would cost about ${est:.6f}, "
-                f"${spent:.6f} of the ${limit:.6f} run budget is spent. Raise [budget] total_usd "
-                f"in the config or use a cheaper model.",
-                limit_usd=limit,
-                spent_usd=spent,
-                estimate_usd=est,
-            )
-        per_query = self.budget.per_query_usd
-        scopes = [c for c in self._active.get() if "query" in c.tags]
-        if per_query is not None and scopes:
-            q_spent = scopes[-1].cost_usd
-            if q_spent + est > per_query:
+        with self._lock:
+            committed = self._spent + self._reserved
+            if limit is not None and committed + est > limit:
                 raise BudgetExceededError(
-                    f"per-query budget exceeded: this {estimate.model} call would cost about "
-                    f"${est:.6f} and ${q_spent:.6f} of the ${per_query:.6f} per-query budget is "
-                    f"spent. Raise [budget] per_query_usd or shorten the context (top_k).",
-                    limit_usd=per_query,
-                    spent_usd=q_spent,
+                    f"budget exceeded: this {estimate.model} call would cost about ${est:.6f}, "
+                    f"${committed:.6f} of the ${limit:.6f} run budget is spent or committed. "
+                    f"Raise [budget] total_usd in the config or use a cheaper model.",
+                    limit_usd=limit,
+                    spent_usd=committed,
                     estimate_usd=est,
+                    scope="run",
                 )
+            per_query = self.budget.per_query_usd
+            scopes = [c for c in self._active.get() if "query" in c.tags]
+            if per_query is not None and scopes:
+                q_spent = scopes[-1].cost_usd
+                if q_spent + est > per_query:
+                    raise BudgetExceededError(
+                        f"per-query budget exceeded: this {estimate.model} call would cost about "
+                        f"${est:.6f} and ${q_spent:.6f} of the ${per_query:.6f} per-query budget "
+                        f"is spent. Raise [budget] per_query_usd or shorten the context (top_k).",
+                        limit_usd=per_query,
+                        spent_usd=q_spent,
+                        estimate_usd=est,
+                        scope="query",
+                    )
+            self._reserved += est
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= est
 
     # -- roll-ups ------------------------------------------------------------------------
     def rollup(self, by: str | None = None) -> dict[str, RollUp]:
@@ -351,6 +377,12 @@ class MeteredChatModel:
         """The same model and meter, labelling calls with ``purpose``."""
         return MeteredChatModel(self.inner, self.meter, purpose)
 
+    def _budget_estimate(self, messages: Sequence[Message], max_tokens: int | None) -> Usage:
+        # Counting the prompt costs ~0.6 ms: only pay it when a budget is set.
+        if self.meter.budget.total_usd is None and self.meter.budget.per_query_usd is None:
+            return Usage(model=self.name, source="estimated")
+        return self._estimate(messages, max_tokens)
+
     def _estimate(self, messages: Sequence[Message], max_tokens: int | None) -> Usage:
         return Usage(
             model=self.name,
@@ -369,16 +401,15 @@ class MeteredChatModel:
     ) -> Completion:
         """Check the price and budget, call the model, record its reported usage."""
         self._check_priced()
-        if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
-            self.meter.check_budget(self._estimate(messages, max_tokens))
-        start = time.perf_counter()
-        with self.meter.in_call():
-            completion = self.inner.complete(
-                messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+        with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
+            start = time.perf_counter()
+            with self.meter.in_call():
+                completion = self.inner.complete(
+                    messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+                )
+            self.meter.record(
+                completion.usage, latency_s=time.perf_counter() - start, purpose=self.purpose
             )
-        self.meter.record(
-            completion.usage, latency_s=time.perf_counter() - start, purpose=self.purpose
-        )
         return completion
 
     def stream(
@@ -391,8 +422,12 @@ class MeteredChatModel:
             yield completion.text
             return
         self._check_priced()
-        if self.meter.budget.total_usd is not None or self.meter.budget.per_query_usd is not None:
-            self.meter.check_budget(self._estimate(messages, max_tokens))
+        with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
+            yield from self._stream(stream_fn, messages, max_tokens, temperature)
+
+    def _stream(
+        self, stream_fn: Any, messages: Sequence[Message], max_tokens: int | None, temperature: float
+    ) -> Iterator[str]:
         start = time.perf_counter()
         stream: ChatStream = stream_fn(messages, max_tokens=max_tokens, temperature=temperature)
         pieces: list[str] = []
@@ -443,19 +478,19 @@ class MeteredEmbedder:
         if not self._priced:
             self.meter.check_priced(self.name, embedding=True)
             self._priced = True
+        est = 0
         if self.meter.budget.total_usd is not None and texts:
             est = sum(count_tokens(t, self.name) for t in texts)
-            self.meter.check_budget(
-                Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
+        estimate = Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
+        with self.meter.budgeted(estimate):
+            start = time.perf_counter()
+            with self.meter.in_call():
+                result = self.inner.embed(texts, kind=kind)
+            self.meter.record(
+                result.usage,
+                latency_s=time.perf_counter() - start,
+                purpose=f"{self.purpose}_{kind}",
             )
-        start = time.perf_counter()
-        with self.meter.in_call():
-            result = self.inner.embed(texts, kind=kind)
-        self.meter.record(
-            result.usage,
-            latency_s=time.perf_counter() - start,
-            purpose=f"{self.purpose}_{kind}",
-        )
         return result
 
     def __getattr__(self, item: str) -> Any:

@@ -291,3 +291,27 @@ def test_latency_percentiles_by_hand() -> None:
     # p50: position (4-1)*0.5 = 1.5 -> 2 + 0.5*(3-2) = 2.5; p95: 2.85 -> 3 + 0.85*(4-3) = 3.85.
     assert s.latency_p50 == pytest.approx(2.5) and s.latency_p95 == pytest.approx(3.85)
     assert s.n_out_of_scope == 0 and s.abstention_rate_oos is None
+
+
+def test_a_fatal_error_stops_calling_the_strategy() -> None:
+    from ragft.errors import AuthenticationError
+    from ragft.eval.harness import run_eval
+    from ragft.eval.questions import Question
+    from ragft.metering.meter import Meter
+    from ragft.strategies.base import Draft, Strategy
+
+    class BadKey(Strategy):
+        kind = "badkey"
+        calls = 0
+
+        def _draft(self, query: str) -> Draft:
+            BadKey.calls += 1
+            raise AuthenticationError("invalid API key: set OPENAI_API_KEY")
+
+    meter = Meter()
+    qs = [Question(id=f"q{i}", question=f"question {i}?", answer="x", kind="factual") for i in range(5)]
+    result = run_eval({"bad": BadKey(meter=meter)}, qs, meter=meter, progress=False)
+    errors = [r.error for r in result.records]
+    assert BadKey.calls == 1
+    assert errors[0].startswith("AuthenticationError: invalid API key")
+    assert all(e.startswith("skipped after a fatal error: AuthenticationError") for e in errors[1:])

@@ -250,3 +250,35 @@ def test_appending_after_a_torn_tail_keeps_every_later_record(tmp_path) -> None:
     later.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 1, "output_tokens": 1})).complete(MSGS)
     with pytest.raises(ConfigError, match="line 4"):
         ledger.read()
+
+
+def test_concurrent_calls_cannot_overshoot_the_run_budget() -> None:
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class SlowChat(FixedChat):
+        def complete(self, messages, **kw):
+            _time.sleep(0.05)  # all threads are past the budget check before any records
+            return super().complete(messages, **kw)
+
+    from ragft.metering.tokens import count_chat_tokens
+
+    # The model reports exactly what the meter estimates: ~$0.008 a call.
+    prompt = count_chat_tokens(MSGS, "gpt-4.1")
+    inner = SlowChat("gpt-4.1", {"input_tokens": prompt, "output_tokens": 1000})
+    meter = Meter(budget=Budget(total_usd=0.035))
+    chat = meter.chat_model(inner)
+
+    def call(_):
+        try:
+            chat.complete(MSGS, max_tokens=1000)
+            return "ok"
+        except BudgetExceededError as exc:
+            assert exc.scope == "run"
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(call, range(8)))
+    # 4 x $0.008 fit in $0.035; without reservations all 8 would pass the check at once.
+    assert outcomes.count("ok") == 4 and inner.calls == 4
+    assert meter.spent_usd <= 0.035
