@@ -95,17 +95,21 @@ def make_client(
     timeout: float = 60.0,
     max_retries: int = 2,
     http_client: httpx.Client | None = None,
+    connect_timeout: float = 5.0,
 ) -> openai.OpenAI:
     """Build a synchronous SDK client from explicit settings (no environment lookups).
 
     With ``base_url`` and no key, a placeholder key is used: OpenAI-compatible local servers
     ignore it. Without either, :class:`~ragft.errors.AuthenticationError` says where to put one.
+    ``timeout`` bounds reading a response (long generations need it); ``connect_timeout``
+    bounds reaching the server, so an unreachable host fails in seconds, not minutes of
+    read-timeout retries.
     """
     key, url = _client_settings(api_key, base_url)
     return openai.OpenAI(
         api_key=key,
         base_url=url,
-        timeout=timeout,
+        timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
         max_retries=max_retries,
         # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
         # can only intercept those), so the annotation mismatch is deliberate.
@@ -120,13 +124,14 @@ def make_async_client(
     timeout: float = 60.0,
     max_retries: int = 2,
     http_client: httpx.AsyncClient | None = None,
+    connect_timeout: float = 5.0,
 ) -> openai.AsyncOpenAI:
     """The :class:`openai.AsyncOpenAI` twin of :func:`make_client`, same rules."""
     key, url = _client_settings(api_key, base_url)
     return openai.AsyncOpenAI(
         api_key=key,
         base_url=url,
-        timeout=timeout,
+        timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
         max_retries=max_retries,
         # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
         # can only intercept those), so the annotation mismatch is deliberate.

@@ -227,7 +227,13 @@ def test_make_client_for_a_local_server_needs_no_key() -> None:
         )
         OpenAIChatModel("local", client=client).complete(MESSAGES)
     assert route.calls.last.request.headers["authorization"] == "Bearer not-needed"
-    assert client.timeout == 5.0
+    assert client.timeout.read == 5.0 and client.timeout.connect == 5.0
+
+
+def test_make_client_bounds_connecting_separately_from_reading() -> None:
+    client = make_client(api_key="sk-test", base_url=None, timeout=60.0)
+    # An unreachable host fails within the connect timeout; a slow generation may read for 60 s.
+    assert client.timeout.connect == 5.0 and client.timeout.read == 60.0
 
 
 def test_make_client_without_key_or_base_url_says_where_to_put_the_key() -> None:
