@@ -8,6 +8,7 @@ Tree::
 
     RagftError
     ├── ConfigError (ValueError)            a config file or option is wrong
+    ├── QueryError (ValueError)             a query a strategy cannot take (empty)
     ├── ModelError                          a model call failed
     │   ├── AuthenticationError             missing/invalid API key
     │   ├── RateLimitError                  429 after the SDK's retries
@@ -51,6 +52,7 @@ __all__ = [
     "ModelTimeoutError",
     "ModelUnavailableError",
     "PricingError",
+    "QueryError",
     "RagftError",
     "RateLimitError",
     "RegistryError",
@@ -69,6 +71,10 @@ class RagftError(Exception):
 
 class ConfigError(RagftError, ValueError):
     """A configuration file or option is invalid; the message names the key and the fix."""
+
+
+class QueryError(RagftError, ValueError):
+    """The query cannot be answered as given (it is empty)."""
 
 
 class ModelError(RagftError):

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from ragft.answer import Answer, Source
+from ragft.errors import QueryError
 from ragft.metering.meter import Meter, MeteredChatModel
 from ragft.models.base import ChatModel, Message
 from ragft.models.local import ABSTAIN_TEXT
@@ -97,9 +98,7 @@ class Strategy(abc.ABC):
     # -- concrete behaviour shared by all strategies ---------------------------------------
     def answer(self, query: str, *, query_id: str | None = None) -> Answer:
         """Answer one query. Every model call made is in ``Answer.calls``."""
-        query = query.strip()
-        if not query:
-            raise ValueError("query is empty: pass the question text")
+        query = checked_query(query)
         start = time.perf_counter()
         with self.meter.collect(strategy=self.name, query=query_id or query[:80]) as calls:
             draft = self._draft(query)
@@ -162,6 +161,14 @@ class Strategy(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def checked_query(query: str) -> str:
+    """``query`` stripped; :class:`~ragft.errors.QueryError` when nothing is left."""
+    query = query.strip()
+    if not query:
+        raise QueryError("query is empty: pass the question text")
+    return query
 
 
 def metered(model: ChatModel, meter: Meter, purpose: str) -> MeteredChatModel:

@@ -18,7 +18,15 @@ from ragft.metering.tokens import count_tokens
 from ragft.models.base import ChatModel, Message
 from ragft.models.context import Passage, format_context
 from ragft.models.local import ABSTAIN_TEXT
-from ragft.strategies.base import AnswerStream, Draft, Strategy, is_abstention, messages_for, metered
+from ragft.strategies.base import (
+    AnswerStream,
+    Draft,
+    Strategy,
+    checked_query,
+    is_abstention,
+    messages_for,
+    metered,
+)
 
 __all__ = ["FineTunedGeneratorRAG", "RAG", "RAG_SYSTEM_PROMPT", "SupportsRetrieve"]
 
@@ -119,11 +127,7 @@ class RAG(Strategy):
         text, cited = self._cited(completion.text, completion.citations, sources)
         confidence = completion.confidence
         abstained = is_abstention(text)
-        n_docs = len({s.document for s in sources})
-        route = (
-            f"{route_prefix}: {len(passages)} passage{'s' * (len(passages) != 1)} from "
-            f"{n_docs} document{'s' * (n_docs != 1)} -> {self.generator.name}"
-        )
+        route = self._route(route_prefix, passages, sources)
         if not abstained and confidence is not None and confidence < self.min_confidence:
             text, abstained = ABSTAIN_TEXT, True
             route += f" (confidence {confidence:.2f} < {self.min_confidence:.2f} -> abstain)"
@@ -133,6 +137,13 @@ class RAG(Strategy):
             sources=() if abstained else cited,
             confidence=confidence,
             abstained=abstained,
+        )
+
+    def _route(self, prefix: str, passages: Sequence[Passage], sources: Sequence[Source]) -> str:
+        n_docs = len({s.document for s in sources})
+        return (
+            f"{prefix}: {len(passages)} passage{'s' * (len(passages) != 1)} from "
+            f"{n_docs} document{'s' * (n_docs != 1)} -> {self.generator.name}"
         )
 
     @staticmethod
@@ -167,6 +178,7 @@ class RAG(Strategy):
         """Stream the generator's tokens; retrieval happens before the first token."""
         import time
 
+        query = checked_query(query)
         holder = AnswerStream(iter(()))
 
         def run() -> Iterator[str]:
@@ -178,6 +190,7 @@ class RAG(Strategy):
                     pieces = [draft.text]
                     yield draft.text
                     sources: tuple[Source, ...] = ()
+                    route = draft.route
                 else:
                     passages, all_sources = self.pack(hits)
                     pieces = []
@@ -189,13 +202,14 @@ class RAG(Strategy):
                     # The streamed text is already out with the passages' own numbers in its
                     # [n] markers, so list every passage shown, in that numbering.
                     sources = tuple(all_sources)
+                    route = self._route(self.kind, passages, all_sources) + " (streamed)"
             text = "".join(pieces)
             abstained = is_abstention(text)
             holder.answer = Answer(
                 text=text,
                 query=query,
                 sources=() if abstained else sources,
-                route=f"{self.kind}: streamed -> {self.generator.name}",
+                route=route,
                 strategy=self.name,
                 calls=tuple(calls.records),
                 latency_s=time.perf_counter() - start,

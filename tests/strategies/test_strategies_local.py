@@ -197,8 +197,14 @@ def test_async_and_streaming(retriever, reader, meter) -> None:
 
 
 def test_empty_query_is_rejected(retriever, reader, meter) -> None:
-    with pytest.raises(ValueError, match="empty"):
-        RAG(retriever, reader, meter=meter).answer("   ")
+    from ragft.errors import QueryError
+
+    rag = RAG(retriever, reader, meter=meter)
+    with pytest.raises(QueryError, match="empty"):
+        rag.answer("   ")
+    with pytest.raises(QueryError, match="empty"):
+        rag.stream("")
+    assert meter.records == []  # nothing was called
 
 
 def test_abstention_detection() -> None:
