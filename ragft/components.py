@@ -209,7 +209,8 @@ class Components:
             if self.cfg.retrieval.rerank == "llm":
                 from ragft.rag.rerank import LLMReranker
 
-                model = self.chat(self.cfg.models.reranker or self.cfg.chat_model)
+                model = self.chat(self.generative(self.cfg.models.reranker or self.cfg.chat_model,
+                                                  "[retrieval] rerank = \"llm\""))
                 overrides["reranker"] = LLMReranker(self.meter.chat_model(model).with_purpose("rerank"))
             return build_retriever(self.cfg, kb, **overrides)
 
@@ -292,6 +293,18 @@ class Components:
             return OpenAIChatModel(model_id, client=client)
 
         return self._once(f"chat:{model_id}", make)
+
+    def generative(self, ref: str, feature: str) -> str:
+        """``ref`` if it names a generative model; a :class:`ConfigError` for the extractive
+        reader, which cannot follow a scoring or labelling prompt (it would fail every call)."""
+        if self.resolve(ref) == "local/extractive-reader":
+            raise ConfigError(
+                f"{feature} needs a generative chat model, and the offline backend's "
+                f"local/extractive-reader only extracts sentences. Use the OpenAI backend, a "
+                f"local server via [backend] base_url, or another option (rerank = \"embedding\", "
+                f"classifier = \"trained\" or \"rules\")"
+            )
+        return ref
 
     def base_chat(self) -> Any:
         """The base chat model (``[models] chat`` or the backend default)."""

@@ -679,7 +679,9 @@ def format_table(result: EvalResult) -> str:
     rows += [
         ("citation precision", [_fmt(x.citation_precision) for x in s]),
         ("citation recall", [_fmt(x.citation_recall) for x in s]),
-        (f"retrieval recall@k (k~{sum(k) / len(k):.1f})" if k else "retrieval recall@k",
+        # Measured on the sources each answer keeps (mostly the cited ones), not on the
+        # retriever's full top-k: it is the recall of what the user is shown.
+        (f"gold docs in sources (k~{sum(k) / len(k):.1f})" if k else "gold docs in sources",
          [_fmt(x.recall_at_k) for x in s]),
         ("false abstention (answerable)", [_pct(x.false_abstention_rate) for x in s]),
         ("abstained (out of scope)", [_pct(x.abstention_rate_oos) for x in s]),

@@ -159,7 +159,8 @@ def _router(ctx: BuildContext) -> Router:
     if rc.classifier == "rules":
         classifier = RulesClassifier()
     elif rc.classifier == "llm":
-        classifier = LLMClassifier(ctx.parts.base_chat(), meter=ctx.meter, labels=labels)
+        model = ctx.parts.chat(ctx.parts.generative(ctx.cfg.chat_model, '[strategy.router] classifier = "llm"'))
+        classifier = LLMClassifier(model, meter=ctx.meter, labels=labels)
     else:
         classifier = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
     routes: dict[str, Strategy | str] = {}

@@ -103,6 +103,13 @@ def test_router_can_route_to_a_cascade_but_not_to_itself(home) -> None:
         from_config(loop, strategy="router")
 
 
+@pytest.mark.parametrize("override", [{"strategy.router.classifier": "llm"}, {"retrieval.rerank": "llm"}])
+def test_llm_only_options_are_refused_on_the_extractive_reader(home, override) -> None:
+    cfg = load_config(home / "ragft.toml", overrides=override)
+    with pytest.raises(ConfigError, match="needs a generative chat model"):
+        from_config(cfg, strategy="router").answer("What is the meal per diem?")
+
+
 def test_missing_registry_model_says_how_to_train(tmp_path) -> None:
     (tmp_path / "c.toml").write_text(f'home = "{tmp_path}"\n')
     with pytest.raises(RegistryError, match="finetune_local.py"):
