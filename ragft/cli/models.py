@@ -215,5 +215,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    print(_registry(load_config(args.config)).resolve(args.ref))
+    registry = _registry(load_config(args.config))
+    ref = args.ref
+    # `ragft models resolve generator` means the registered name, not a literal model id.
+    if not ref.startswith("registry:") and ref.split("@")[0] in registry.names():
+        ref = "registry:" + ref
+    print(registry.resolve(ref))
     return 0

@@ -180,6 +180,10 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     assert code == 0 and "rolled back router to version 1" in out
     code, out, _ = cli("models", "resolve", "registry:router")
     assert out.strip() == f"local-ft:router:v1:{job_id}"
+    code, out, _ = cli("models", "resolve", "router")  # the bare registered name works too
+    assert out.strip() == f"local-ft:router:v1:{job_id}"
+    code, out, _ = cli("models", "resolve", "router@2")
+    assert out.strip() == f"local-ft:router:v2:{job2}"
 
 
 def test_openai_retired_model_fails_before_any_network(cli: CLI, tmp_path: Path,
