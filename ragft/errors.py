@@ -78,12 +78,17 @@ class QueryError(RagftError, ValueError):
 
 
 class ModelError(RagftError):
-    """A model call (chat, embedding, rerank) failed."""
+    """A model call (chat, embedding, rerank) failed.
+
+    ``partial_usage`` (a :class:`ragft.answer.Usage`) is set when part of the work was done and
+    billed before the failure — e.g. earlier batches of a multi-request embedding — so the
+    meter can still record what was spent."""
 
     def __init__(self, message: str, *, model: str | None = None, status_code: int | None = None):
         super().__init__(message)
         self.model = model
         self.status_code = status_code
+        self.partial_usage: object | None = None
 
 
 class AuthenticationError(ModelError):

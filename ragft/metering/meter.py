@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragft.answer import CallRecord, Usage
-from ragft.errors import BudgetExceededError, ConfigError
+from ragft.errors import BudgetExceededError, ConfigError, ModelError
 from ragft.metering.prices import PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import (
@@ -484,8 +484,15 @@ class MeteredEmbedder:
         estimate = Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
         with self.meter.budgeted(estimate):
             start = time.perf_counter()
-            with self.meter.in_call():
-                result = self.inner.embed(texts, kind=kind)
+            try:
+                with self.meter.in_call():
+                    result = self.inner.embed(texts, kind=kind)
+            except ModelError as exc:
+                # Work billed before the failure (earlier batches) is still spent: record it.
+                if isinstance(exc.partial_usage, Usage):
+                    self.meter.record(exc.partial_usage, latency_s=time.perf_counter() - start,
+                                      purpose=f"{self.purpose}_{kind}")
+                raise
             self.meter.record(
                 result.usage,
                 latency_s=time.perf_counter() - start,

@@ -733,7 +733,15 @@ class OpenAIEmbedder:
         total = 0
         all_reported = True
         for batch in self._batches(counts):
-            vectors, tokens = self._request([texts[i] for i in batch])
+            try:
+                vectors, tokens = self._request([texts[i] for i in batch])
+            except ModelError as exc:
+                if total:  # earlier batches were billed: let the meter record them
+                    exc.partial_usage = Usage(
+                        model=self._model, kind="embedding", embedding_tokens=total,
+                        source="reported" if all_reported else "estimated",
+                    )
+                raise
             rows.append(vectors)
             if tokens is None:
                 # This batch's server gave no usage: count it ourselves, and say so below.

@@ -898,6 +898,27 @@ def test_inputs_are_split_into_batches_by_count(
     assert result.usage.embedding_tokens == 15 and result.usage.source == "reported"
 
 
+def test_a_failed_later_batch_still_meters_the_batches_already_billed(
+    api: respx.MockRouter, client: openai.OpenAI, tokens: ModuleType
+) -> None:
+    from ragft.metering.meter import Meter
+
+    dim = 8
+    api.post("/embeddings").mock(side_effect=[
+        httpx.Response(200, json=embedding_payload([unit(0, dim), unit(1, dim)], prompt_tokens=6,
+                                                   model="text-embedding-3-small")),
+        httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}}),
+    ])
+    meter = Meter()
+    embedder = meter.embedder(OpenAIEmbedder("text-embedding-3-small", client=client, dimension=dim,
+                                             batch_size=2))
+    with pytest.raises(ModelUnavailableError) as err:
+        embedder.embed(["a b", "c d", "e f"])
+    assert err.value.partial_usage is not None
+    (record,) = meter.records
+    assert record.usage.embedding_tokens == 6 and record.cost_usd == pytest.approx(6 * 0.02 / 1e6)
+
+
 def test_inputs_are_split_into_batches_by_tokens(
     api: respx.MockRouter, client: openai.OpenAI, tokens: ModuleType
 ) -> None:
