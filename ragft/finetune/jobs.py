@@ -847,14 +847,22 @@ class JobManager:
         status = job.status
         if self.meter is None or job.usage_recorded or status is None or not status.trained_tokens:
             return job
-        # The backend's model id (a dated snapshot, the local embedder) is what was trained
-        # and what the price table resolves; the requested alias may not be priced.
-        self.meter.record(
-            Usage(model=status.model or job.model, kind="training",
-                  training_tokens=int(status.trained_tokens)),
-            latency_s=0.0,
-            purpose="fine-tune",
+        # A crash between recording and saving `usage_recorded` must not bill the job twice
+        # on resume: the ledger already holding this job's training record settles it.
+        ledger = self.meter.ledger
+        already = ledger is not None and any(
+            r.purpose == "fine-tune" and r.tags.get("job") == job.job_id for r in ledger.read()
         )
+        if not already:
+            # The backend's model id (a dated snapshot, the local embedder) is what was trained
+            # and what the price table resolves; the requested alias may not be priced.
+            with self.meter.collect(job=job.job_id):
+                self.meter.record(
+                    Usage(model=status.model or job.model, kind="training",
+                          training_tokens=int(status.trained_tokens)),
+                    latency_s=0.0,
+                    purpose="fine-tune",
+                )
         return self._save(replace(job, usage_recorded=True))
 
     def follow(

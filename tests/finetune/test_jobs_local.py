@@ -270,3 +270,35 @@ def test_generator_and_rewriter_on_the_sample_corpus(tmp_path: Path, minilm) -> 
                                           validation_file=val).job_id)
     assert status.metrics["loo_f1" if "loo_f1" in status.metrics else "valid_f1"] >= \
         status.metrics["identity_f1"]
+
+
+def test_training_usage_is_metered_once_even_after_a_crash_before_the_state_save(  # type: ignore[no-untyped-def]
+    tmp_path: Path, hashing, router_file, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    from ragft.metering.meter import Ledger
+
+    backend = LocalFineTuneBackend(tmp_path / "models", hashing)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    manager = JobManager(backend, tmp_path / "jobs", meter=Meter(ledger=ledger), sleep=lambda s: None)
+    job = manager.start(router_file, model="local", suffix="crash", epochs=1)
+    real_save = manager._save
+    calls = {"n": 0}
+
+    def crash_after_recording(tracked):  # type: ignore[no-untyped-def]
+        if tracked.usage_recorded:
+            calls["n"] += 1
+            raise KeyboardInterrupt("killed between recording and saving")
+        return real_save(tracked)
+
+    monkeypatch.setattr(manager, "_save", crash_after_recording)
+    with pytest.raises(KeyboardInterrupt):
+        manager.follow(job.job_id)
+    assert calls["n"] == 1 and len(ledger.read()) == 1
+    # A new process resumes: the job state says "not recorded", the ledger says it was.
+    resumed = JobManager(backend, tmp_path / "jobs", meter=Meter(ledger=ledger), sleep=lambda s: None)
+    resumed.follow(job.job_id)
+    records = ledger.read()
+    assert len(records) == 1 and records[0].tags["job"] == job.job_id
+    assert resumed.get(job.job_id).usage_recorded
