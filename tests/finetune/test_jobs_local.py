@@ -275,8 +275,6 @@ def test_generator_and_rewriter_on_the_sample_corpus(tmp_path: Path, minilm) -> 
 def test_training_usage_is_metered_once_even_after_a_crash_before_the_state_save(  # type: ignore[no-untyped-def]
     tmp_path: Path, hashing, router_file, monkeypatch
 ) -> None:
-    from dataclasses import replace
-
     from ragft.metering.meter import Ledger
 
     backend = LocalFineTuneBackend(tmp_path / "models", hashing)
