@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,15 +12,6 @@ import ragft.cli as cli
 from ragft.config import load_config
 
 
-def _has_components() -> bool:
-    # ragft.components (the config -> parts wiring) is built separately; without its
-    # Components class strategies cannot be built from a config, so the end-to-end runs skip.
-    if importlib.util.find_spec("ragft.components") is None:
-        return False
-    return hasattr(importlib.import_module("ragft.components"), "Components")
-
-
-needs_components = pytest.mark.skipif(not _has_components(), reason="ragft.components.Components not available yet")
 
 DOCS = {
     "travel.md": (
@@ -80,7 +69,6 @@ def build_index(project: Path) -> None:
     open_knowledge_base(cfg, build_meter(cfg, ledger=False)).sync(cfg.corpus_path, progress=False)
 
 
-@needs_components
 def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     build_index(project)
     out = project / "out"
@@ -104,7 +92,6 @@ def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert lines and {x["tags"]["eval_strategy"] for x in lines} <= {"rag", "base"}
 
 
-@needs_components
 def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     build_index(project)
@@ -154,7 +141,6 @@ def test_an_unusable_out_directory_is_a_clear_error(project: Path, monkeypatch: 
     assert code == 2 and "cannot create the output directory" in err and str(taken) in err
 
 
-@needs_components
 def test_failed_questions_are_explained_not_just_counted(project: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     # An unreachable chat server makes every answer fail. The table alone showed "errors 4"
