@@ -171,7 +171,8 @@ class RagftConfig(_Strict):
     def path(self, value: str) -> Path:
         """``value`` resolved against :attr:`base_dir` (absolute paths stay as they are)."""
         p = Path(value).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        # normpath folds "configs/../../x" so messages and outputs show the real location.
+        return p if p.is_absolute() else Path(os.path.normpath(Path(self.base_dir) / p))
 
     @property
     def home_path(self) -> Path:

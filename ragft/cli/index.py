@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index")
     p.add_argument("--kind", choices=("auto", "flat", "hnsw"), help="vector index structure")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 
     s = subparsers.add_parser(
