@@ -412,6 +412,35 @@ class MeteredChatModel:
             )
         return completion
 
+    async def acomplete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        logprobs: bool = False,
+    ) -> Completion:
+        """Async :meth:`complete` for backends that have one (the OpenAI SDK's async client);
+        metered the same way. Others run :meth:`complete` in a worker thread."""
+        inner = getattr(self.inner, "acomplete", None)
+        if inner is None:
+            import asyncio
+
+            return await asyncio.to_thread(
+                self.complete, messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+            )
+        self._check_priced()
+        with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
+            start = time.perf_counter()
+            with self.meter.in_call():
+                completion = await inner(
+                    messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
+                )
+            self.meter.record(
+                completion.usage, latency_s=time.perf_counter() - start, purpose=self.purpose
+            )
+        return completion
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0
     ) -> Iterator[str]:
@@ -450,7 +479,8 @@ class MeteredChatModel:
             self.meter.record(usage, latency_s=time.perf_counter() - start, purpose=self.purpose)
 
     def __getattr__(self, item: str) -> Any:
-        # Backend extras (acomplete, tokenizer hooks) stay reachable through the wrapper.
+        # Backend attributes (a local model's threshold, metrics) stay readable through the
+        # wrapper; every call method is defined above so none can bypass the meter.
         return getattr(self.inner, item)
 
 

@@ -282,3 +282,24 @@ def test_concurrent_calls_cannot_overshoot_the_run_budget() -> None:
     # 4 x $0.008 fit in $0.035; without reservations all 8 would pass the check at once.
     assert outcomes.count("ok") == 4 and inner.calls == 4
     assert meter.spent_usd <= 0.035
+
+
+def test_async_calls_are_metered_too() -> None:
+    import asyncio
+
+    class AsyncChat(FixedChat):
+        async def acomplete(self, messages, **kw):
+            return super().complete(messages, **kw)
+
+    meter = Meter()
+    chat = meter.chat_model(AsyncChat("gpt-4o-mini", {"input_tokens": 10, "output_tokens": 2}))
+    plain = meter.chat_model(FixedChat("gpt-4o-mini", {"input_tokens": 10, "output_tokens": 2}))
+
+    async def main():
+        with meter.collect(query="q") as scope:
+            await chat.acomplete(MSGS)
+            await plain.acomplete(MSGS)  # no async backend: runs in a thread, still metered
+        return scope
+
+    scope = asyncio.run(main())
+    assert len(scope.records) == 2 and len(meter.records) == 2
