@@ -856,7 +856,7 @@ class JobManager:
         if not already:
             # The backend's model id (a dated snapshot, the local embedder) is what was trained
             # and what the price table resolves; the requested alias may not be priced.
-            with self.meter.collect(job=job.job_id):
+            with self.meter.collect(job=str(job.job_id)):
                 self.meter.record(
                     Usage(model=status.model or job.model, kind="training",
                           training_tokens=int(status.trained_tokens)),
