@@ -153,7 +153,8 @@ class Answer:
     ``"cascade: fine-tuned confidence 0.62 < 0.80 -> rag"``. ``calls`` holds every metered
     model call made for this answer, so ``cost_usd`` and the token totals are exact sums.
     ``abstained`` is true when the strategy declined to answer (nothing relevant found,
-    out-of-scope route).
+    out-of-scope route). ``retrieved`` lists every passage retrieval returned for the answer,
+    best first (``sources`` are the ones the answer cites); retrieval recall@k is measured on it.
     """
 
     text: str
@@ -165,6 +166,7 @@ class Answer:
     calls: tuple[CallRecord, ...] = ()
     latency_s: float = 0.0
     abstained: bool = False
+    retrieved: tuple[Source, ...] = ()
 
     @property
     def cost_usd(self) -> float:
@@ -208,5 +210,6 @@ class Answer:
             "calls": [c.to_dict() for c in self.calls],
             "latency_s": self.latency_s,
             "abstained": self.abstained,
+            "retrieved": [s.to_dict() for s in self.retrieved],
             "cost_usd": self.cost_usd,
         }

@@ -79,6 +79,7 @@ class QuestionRecord:
     ``outcome`` is ``answered``, ``correct_abstention``, ``hallucination``,
     ``false_abstention`` (see :mod:`ragft.eval.quality`) or ``error``. Metrics that do not
     apply are ``None``. ``documents`` are the answer's source documents in rank order;
+    ``retrieved`` the documents of every passage retrieval returned (recall@k is over these);
     ``cost_usd`` and the token counts cover every metered call made for the answer (including
     calls made before an error).
     """
@@ -113,6 +114,7 @@ class QuestionRecord:
     judge_score: int | None = None
     judge_error: str | None = None
     gold_sources: tuple[str, ...] = ()
+    retrieved: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
@@ -124,6 +126,7 @@ class QuestionRecord:
         data = asdict(self)
         data["documents"] = list(self.documents)
         data["gold_sources"] = list(self.gold_sources)
+        data["retrieved"] = list(self.retrieved)
         return data
 
     @classmethod
@@ -133,6 +136,7 @@ class QuestionRecord:
         values = {k: v for k, v in data.items() if k in names}
         values["documents"] = tuple(values.get("documents") or ())
         values["gold_sources"] = tuple(values.get("gold_sources") or ())
+        values["retrieved"] = tuple(values.get("retrieved") or ())
         return cls(**values)
 
 
@@ -254,7 +258,7 @@ def summarize(strategy: str, records: Sequence[QuestionRecord]) -> StrategySumma
         return _mean([getattr(r, attr) or 0.0 for r in answerable])
 
     judged = [r.judge_score for r in answerable if r.judge_score is not None]
-    has_retrieval = any(r.documents for r in records)
+    has_retrieval = any(r.retrieved or r.documents for r in records)
     with_gold = [r for r in answerable if r.gold_sources]
     outcomes = Counter(r.outcome for r in records)
     cost_total = sum(r.cost_usd for r in records)
@@ -273,7 +277,8 @@ def summarize(strategy: str, records: Sequence[QuestionRecord]) -> StrategySumma
         ),
         citation_recall=_mean([r.citation_recall for r in answerable if r.citation_recall is not None]),
         recall_at_k=_mean([r.recall_at_k or 0.0 for r in with_gold]) if has_retrieval else None,
-        mean_k=_mean([float(len(r.documents)) for r in ok if r.documents]) if has_retrieval else None,
+        mean_k=_mean([float(len(r.retrieved or r.documents)) for r in ok if r.retrieved or r.documents])
+        if has_retrieval else None,
         cost_total=cost_total,
         cost_per_query=cost_total / len(records) if records else 0.0,
         unpriced_calls=sum(r.unpriced_calls for r in records),
@@ -461,6 +466,7 @@ def _record(
             latency_s=elapsed, error=error,
         )
     documents = tuple(s.document for s in answer.sources)
+    retrieved = tuple(s.document for s in answer.retrieved)
     scores = score_answer(
         answerable=q.answerable,
         golds=q.golds,
@@ -468,6 +474,7 @@ def _record(
         prediction=answer.text,
         abstained=answer.abstained,
         documents=documents,
+        retrieved=retrieved,
     )
     return QuestionRecord(
         **common,
@@ -485,6 +492,7 @@ def _record(
         citation_recall=scores.citation_recall,
         recall_at_k=scores.recall_at_k,
         latency_s=answer.latency_s,
+        retrieved=retrieved,
     )
 
 
@@ -679,9 +687,9 @@ def format_table(result: EvalResult) -> str:
     rows += [
         ("citation precision", [_fmt(x.citation_precision) for x in s]),
         ("citation recall", [_fmt(x.citation_recall) for x in s]),
-        # Measured on the sources each answer keeps (mostly the cited ones), not on the
-        # retriever's full top-k: it is the recall of what the user is shown.
-        (f"gold docs in sources (k~{sum(k) / len(k):.1f})" if k else "gold docs in sources",
+        # Over every passage retrieval returned for the answer (Answer.retrieved); for answers
+        # that carry only sources, over those.
+        (f"retrieval recall@k (k~{sum(k) / len(k):.1f})" if k else "retrieval recall@k",
          [_fmt(x.recall_at_k) for x in s]),
         ("false abstention (answerable)", [_pct(x.false_abstention_rate) for x in s]),
         ("abstained (out of scope)", [_pct(x.abstention_rate_oos) for x in s]),

@@ -191,8 +191,11 @@ def score_answer(
     prediction: str,
     abstained: bool,
     documents: Sequence[str] = (),
+    retrieved: Sequence[str] = (),
 ) -> AnswerScores:
-    """Score one answer. ``documents`` are the answer's source documents, in rank order.
+    """Score one answer. ``documents`` are the answer's source documents, in rank order;
+    ``retrieved`` the documents of everything retrieval returned (recall@k is measured on it,
+    falling back to ``documents`` when a strategy reports no retrieval list).
 
     * Out of scope: only the outcome (abstained or hallucinated).
     * Answerable and abstained: EM/F1/contains are 0 and nothing is cited; ``recall_at_k``
@@ -204,7 +207,7 @@ def score_answer(
     outcome = abstention_outcome(answerable, abstained)
     if not answerable:
         return AnswerScores(outcome=outcome)
-    recall_k = retrieval_recall(documents, gold_sources)
+    recall_k = retrieval_recall(retrieved or documents, gold_sources)
     if abstained:
         return AnswerScores(
             outcome=outcome, exact_match=0.0, f1=0.0, contains=0.0, recall_at_k=recall_k

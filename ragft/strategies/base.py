@@ -62,6 +62,7 @@ class Draft:
     sources: tuple[Source, ...] = ()
     confidence: float | None = None
     abstained: bool = False
+    retrieved: tuple[Source, ...] = ()
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Strategy(abc.ABC):
             calls=tuple(calls.records),
             latency_s=time.perf_counter() - start,
             abstained=draft.abstained,
+            retrieved=draft.retrieved,
         )
 
     def answer_many(

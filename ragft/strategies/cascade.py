@@ -51,6 +51,7 @@ class Cascade(Strategy):
             sources=inner.sources,
             confidence=inner.confidence,
             abstained=inner.abstained,
+            retrieved=inner.retrieved,
         )
 
     def _draft(self, query: str) -> Draft:
@@ -72,6 +73,7 @@ class Cascade(Strategy):
             sources=first.sources,
             confidence=conf,
             abstained=False,
+            retrieved=first.retrieved,
         )
 
 

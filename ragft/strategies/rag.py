@@ -137,6 +137,7 @@ class RAG(Strategy):
             sources=() if abstained else cited,
             confidence=confidence,
             abstained=abstained,
+            retrieved=tuple(_source(h) for h in hits),
         )
 
     def _route(self, prefix: str, passages: Sequence[Passage], sources: Sequence[Source]) -> str:
@@ -214,6 +215,7 @@ class RAG(Strategy):
                 calls=tuple(calls.records),
                 latency_s=time.perf_counter() - start,
                 abstained=abstained,
+                retrieved=tuple(_source(h) for h in hits),
             )
 
         holder._deltas = run()

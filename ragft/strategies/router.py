@@ -195,4 +195,5 @@ class Router(Strategy):
             sources=inner.sources,
             confidence=inner.confidence,
             abstained=inner.abstained,
+            retrieved=inner.retrieved,
         )

@@ -207,7 +207,7 @@ def test_format_table_is_aligned_and_complete(result: EvalResult) -> None:
     assert lines[0].split() == ["finetuned", "rag", "cascade"]
     body = lines[2 : lines.index("")]
     assert len({len(line) for line in body}) == 1  # every metric row has the same width
-    for label in ("exact match", "token F1", "citation precision", "gold docs in sources",
+    for label in ("exact match", "token F1", "citation precision", "retrieval recall@k",
                   "hallucinated (out of scope)", "cost / query", "latency p95 (s)"):
         assert any(line.startswith(label) for line in body), label
     assert "cascade: cascade: kept 50%, cascade: fallback 25%, error 25%" in table

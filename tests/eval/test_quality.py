@@ -155,3 +155,15 @@ def test_judge_verdict_normalised_to_unit_interval() -> None:
     assert JudgeVerdict(1, "").normalized == 0.0
     assert JudgeVerdict(4, "").normalized == 0.75  # (4 - 1) / 4
     assert JudgeVerdict(None, "").normalized is None
+
+
+def test_recall_at_k_is_measured_on_everything_retrieved_not_only_the_cited() -> None:
+    from ragft.eval.quality import score_answer
+
+    # Cited only b.md, but retrieval also found the gold a.md at rank 3: recall@3 = 1.
+    scores = score_answer(answerable=True, golds=["x"], gold_sources=["a.md"], prediction="x",
+                          abstained=False, documents=["b.md"], retrieved=["b.md", "c.md", "a.md"])
+    assert scores.recall_at_k == 1.0 and scores.citation_recall == 0.0
+    cited_only = score_answer(answerable=True, golds=["x"], gold_sources=["a.md"], prediction="x",
+                              abstained=False, documents=["b.md"])
+    assert cited_only.recall_at_k == 0.0

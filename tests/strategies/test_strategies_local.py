@@ -30,6 +30,8 @@ def test_rag_answers_with_citations_and_exact_usage(retriever, reader, meter) ->
     assert "$75" in a.text and not a.abstained
     assert a.sources and a.sources[0].document == "policies/travel_expenses.md"
     assert a.route.startswith("rag: ") and "-> local/extractive-reader" in a.route
+    # Everything retrieval returned is kept for recall@k; sources are what the answer cites.
+    assert len(a.retrieved) == 4 and set(a.sources) <= set(a.retrieved)
     purposes = [c.purpose for c in a.calls]
     assert "generate" in purposes and "embed_query" in purposes
     assert a.cost_usd == 0.0 and a.input_tokens > 0
@@ -64,7 +66,9 @@ def test_cascade_keeps_confident_and_falls_back_otherwise(memory, retriever, rea
     kept = cascade.answer("How do I request a new laptop?")
     assert kept.route.startswith("cascade: finetuned confidence") and ">= 0.80 -> finetuned" in kept.route
     assert [c.purpose for c in kept.calls] == ["generate"]
+    assert kept.retrieved == ()  # the fine-tuned model retrieved nothing
     fell = cascade.answer("What is the meal per diem?")
+    assert len(fell.retrieved) == 4  # the fallback's retrieval is reported
     assert "-> rag |" in fell.route and ("abstained" in fell.route or "< 0.80" in fell.route)
     assert "$75" in fell.text
     # Both attempts were metered and are in the answer.
