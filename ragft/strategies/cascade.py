@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ragft.errors import ConfigError, ModelError
 from ragft.metering.meter import Meter
-from ragft.strategies.base import Draft, Strategy
+from ragft.strategies.base import Draft, Strategy, with_route
 
 __all__ = ["Cascade", "ThresholdChoice", "ThresholdPoint", "calibrate_threshold"]
 
@@ -45,14 +45,7 @@ class Cascade(Strategy):
 
     def _escalate(self, query: str, why: str) -> Draft:
         inner = self.fallback._draft(query)
-        return Draft(
-            text=inner.text,
-            route=f"{self.kind}: {why} -> {self.fallback.name} | {inner.route}",
-            sources=inner.sources,
-            confidence=inner.confidence,
-            abstained=inner.abstained,
-            retrieved=inner.retrieved,
-        )
+        return with_route(inner, f"{self.kind}: {why} -> {self.fallback.name} | {inner.route}")
 
     def _draft(self, query: str) -> Draft:
         label = self.first.name
@@ -67,13 +60,9 @@ class Cascade(Strategy):
             return self._escalate(query, f"{label} confidence unknown")
         if conf < self.threshold:
             return self._escalate(query, f"{label} confidence {conf:.2f} < {self.threshold:.2f}")
-        return Draft(
-            text=first.text,
-            route=f"{self.kind}: {label} confidence {conf:.2f} >= {self.threshold:.2f} -> {label}",
-            sources=first.sources,
-            confidence=conf,
-            abstained=False,
-            retrieved=first.retrieved,
+        # Kept: not abstained and confident, so only the route changes.
+        return with_route(
+            first, f"{self.kind}: {label} confidence {conf:.2f} >= {self.threshold:.2f} -> {label}"
         )
 
 

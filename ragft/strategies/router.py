@@ -18,7 +18,7 @@ from typing import Protocol
 from ragft.errors import ConfigError
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
-from ragft.strategies.base import REFUSAL_TEXT, Draft, Strategy, messages_for, metered
+from ragft.strategies.base import REFUSAL_TEXT, Draft, Strategy, messages_for, metered, with_route
 
 __all__ = [
     "Classification",
@@ -189,11 +189,4 @@ class Router(Strategy):
         if isinstance(target, str):  # REFUSE
             return Draft(text=REFUSAL_TEXT, route=route, abstained=True, confidence=None)
         inner = target._draft(query)
-        return Draft(
-            text=inner.text,
-            route=f"{route} | {inner.route}",
-            sources=inner.sources,
-            confidence=inner.confidence,
-            abstained=inner.abstained,
-            retrieved=inner.retrieved,
-        )
+        return with_route(inner, f"{route} | {inner.route}")
