@@ -10,10 +10,17 @@ document cannot close its own fence.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Passage", "format_context", "parse_context", "parse_search_query", "split_question"]
+__all__ = [
+    "Passage",
+    "format_context",
+    "last_user_message",
+    "parse_context",
+    "parse_search_query",
+    "split_question",
+]
 
 _FENCE = re.compile(r"</?\s*(context|passage)\b[^>]*>", re.IGNORECASE)
 _PASSAGE = re.compile(
@@ -77,3 +84,11 @@ def split_question(text: str) -> str:
     """The question part of a user message built by :func:`format_context` (or all of it)."""
     at = text.rfind(_QUESTION_MARK)
     return text[at + len(_QUESTION_MARK) :].strip() if at >= 0 else text.strip()
+
+
+def last_user_message(messages: Sequence[Mapping[str, str]]) -> str:
+    """Content of the last ``user`` message ("" when there is none or it has no content)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ragft.answer import Usage
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import ChatModel, Completion, Message
-from ragft.models.context import parse_context, split_question
+from ragft.models.context import last_user_message, parse_context, split_question
 
 __all__ = ["GroundedGenerator"]
 
@@ -42,7 +42,7 @@ class GroundedGenerator:
         logprobs: bool = False,
     ) -> Completion:
         """Answer from memory when confident, else from the fenced passages."""
-        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        user = last_user_message(messages)
         passages = parse_context(user)
         question = split_question(user)
         system = [m for m in messages if m.get("role") == "system"]

@@ -31,7 +31,12 @@ from ragft.answer import Usage
 from ragft.errors import ModelError
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
-from ragft.models.context import parse_context, parse_search_query, split_question
+from ragft.models.context import (
+    last_user_message,
+    parse_context,
+    parse_search_query,
+    split_question,
+)
 from ragft.textutil import analyze, content_words, split_sentences, words
 
 __all__ = [
@@ -256,9 +261,12 @@ class ExtractiveReader:
         unit_terms = [set(analyze(u[3])) for u in units]
         n = len(units)
         df = Counter(t for terms in unit_terms for t in terms)
-        vecs = None
+        q_vecs = s_vecs = None
         if self.embedder is not None:
-            vecs = self.embedder.embed([*questions, *(u[3] for u in units)], kind="document").vectors
+            # Sentences recur across queries (the on-disk cache keeps document embeddings);
+            # questions are queries, which are not cached.
+            q_vecs = self.embedder.embed(list(questions), kind="query").vectors
+            s_vecs = self.embedder.embed([u[3] for u in units], kind="document").vectors
         best = np.zeros(n)
         w = self.lexical_weight
         for qi, question in enumerate(questions):
@@ -267,7 +275,9 @@ class ExtractiveReader:
             q_weight = sum(idf.values()) or 1.0
             lexical = np.array([sum(idf[t] for t in q_terms & terms) / q_weight for terms in unit_terms])
             semantic = (
-                np.clip(vecs[len(questions) :] @ vecs[qi], 0.0, 1.0) if vecs is not None else np.zeros(n)
+                np.clip(s_vecs @ q_vecs[qi], 0.0, 1.0)
+                if s_vecs is not None and q_vecs is not None
+                else np.zeros(n)
             )
             best = np.maximum(best, w * lexical + (1 - w) * semantic)
         return [_Candidate(u[0], u[1], u[2], u[3], float(score)) for u, score in zip(units, best, strict=True)]
@@ -281,7 +291,7 @@ class ExtractiveReader:
         logprobs: bool = False,
     ) -> Completion:
         """Answer the last user message from the passages fenced in it."""
-        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        user = last_user_message(messages)
         question = split_question(user)
         passages = parse_context(user)
         # A rewritten search query (RewriteRAG) carries the documents' vocabulary: use it too.

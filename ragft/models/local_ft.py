@@ -32,6 +32,7 @@ from ragft.answer import Usage
 from ragft.errors import ModelError, ModelNotFoundError
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
+from ragft.models.context import last_user_message
 from ragft.models.local import ABSTAIN_TEXT
 from ragft.textutil import content_words
 
@@ -119,13 +120,6 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     return manifest, arrays, data
 
 
-def _last_user(messages: Sequence[Message]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return str(message.get("content") or "")
-    return ""
-
-
 def _usage(name: str, messages: Sequence[Message], text: str) -> Usage:
     # The local models have no tokenizer of their own: count like an OpenAI chat model would,
     # and say so, so cost comparisons use comparable token figures.
@@ -211,7 +205,7 @@ class LocalGeneratorModel(_LocalChatModel):
         logprobs: bool = False,
     ) -> Completion:
         """Answer the last user message from memory, or abstain when it is not close enough."""
-        question = _last_user(messages)
+        question = last_user_message(messages)
         index, confidence = self.nearest(question)
         text = self.answers[index] if confidence >= self.threshold else ABSTAIN_TEXT
         usage = _usage(self.name, messages, text)
@@ -281,7 +275,7 @@ class LocalRewriterModel(_LocalChatModel):
         logprobs: bool = False,
     ) -> Completion:
         """Rewrite the last user message."""
-        text, score = self.rewrite(_last_user(messages))
+        text, score = self.rewrite(last_user_message(messages))
         return Completion(text=text, usage=_usage(self.name, messages, text), model=self.name,
                           score=round(score, 4))
 
@@ -364,7 +358,7 @@ class LocalRouterModel(_LocalChatModel):
         logprobs: bool = False,
     ) -> Completion:
         """Classify the last user message."""
-        probs = self.probabilities(_last_user(messages))
+        probs = self.probabilities(last_user_message(messages))
         label = max(probs, key=lambda k: probs[k])
         return Completion(text=label, usage=_usage(self.name, messages, label), model=self.name,
                           score=round(probs[label], 4))

@@ -49,11 +49,6 @@ class SupportsRetrieve(Protocol):
         ...
 
 
-def _source(hit: Any) -> Source:
-    src = hit.source
-    return src() if callable(src) else src
-
-
 class RAG(Strategy):
     """Base model over retrieved context (the baseline).
 
@@ -87,10 +82,15 @@ class RAG(Strategy):
         self.system_prompt = system_prompt
 
     # -- pieces reused by the hybrids ------------------------------------------------------
-    def pack(self, hits: Sequence[Any]) -> tuple[list[Passage], list[Source]]:
-        """Passages (numbered from 1) and their sources, best first, within the token budget."""
+    def pack(
+        self, hits: Sequence[Any], retrieved: Sequence[Source] | None = None
+    ) -> tuple[list[Passage], list[Source]]:
+        """Passages (numbered from 1) and their sources, best first, within the token budget.
+        ``retrieved`` are the hits' sources when the caller already built them (snippets cost
+        a sentence split each)."""
+        if retrieved is None:
+            retrieved = [hit.source for hit in hits]
         passages: list[Passage] = []
-        sources: list[Source] = []
         used = 0
         for hit in hits:
             text = hit.chunk.text
@@ -99,8 +99,7 @@ class RAG(Strategy):
                 break
             used += tokens
             passages.append(Passage(str(len(passages) + 1), hit.chunk.document_id, text))
-            sources.append(_source(hit))
-        return passages, sources
+        return passages, list(retrieved[: len(passages)])
 
     def build_messages(
         self, query: str, passages: Sequence[Passage], search_query: str | None = None
@@ -120,7 +119,8 @@ class RAG(Strategy):
                 abstained=True,
                 confidence=0.0,
             )
-        passages, sources = self.pack(hits)
+        retrieved = tuple(hit.source for hit in hits)
+        passages, sources = self.pack(hits, retrieved)
         completion = self.generator.complete(
             self.build_messages(query, passages, search_query), max_tokens=self.max_tokens, logprobs=True
         )
@@ -137,7 +137,7 @@ class RAG(Strategy):
             sources=() if abstained else cited,
             confidence=confidence,
             abstained=abstained,
-            retrieved=tuple(_source(h) for h in hits),
+            retrieved=retrieved,
         )
 
     def _route(self, prefix: str, passages: Sequence[Passage], sources: Sequence[Source]) -> str:
@@ -186,6 +186,7 @@ class RAG(Strategy):
             start = time.perf_counter()
             with self.meter.collect(strategy=self.name, query=query_id or query[:80]) as calls:
                 hits = self.retrieve(query)
+                retrieved = tuple(hit.source for hit in hits)
                 if not hits:
                     draft = self.generate(query, hits, self.kind)
                     pieces = [draft.text]
@@ -193,7 +194,7 @@ class RAG(Strategy):
                     sources: tuple[Source, ...] = ()
                     route = draft.route
                 else:
-                    passages, all_sources = self.pack(hits)
+                    passages, all_sources = self.pack(hits, retrieved)
                     pieces = []
                     for delta in self.generator.stream(
                         self.build_messages(query, passages), max_tokens=self.max_tokens
@@ -215,7 +216,7 @@ class RAG(Strategy):
                 calls=tuple(calls.records),
                 latency_s=time.perf_counter() - start,
                 abstained=abstained,
-                retrieved=tuple(_source(h) for h in hits),
+                retrieved=retrieved,
             )
 
         holder._deltas = run()

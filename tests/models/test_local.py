@@ -92,3 +92,8 @@ def test_reader_answers_from_the_matching_table_row() -> None:
     c = reader.complete([{"role": "user", "content": format_context([Passage("1", "support/errors.md", table)],
                                                                      "Which error code means the rate limit was exceeded?")}])
     assert c.text == "LUM-4290 — Rate limit exceeded — Wait for Retry-After seconds. [1]"
+
+
+def test_reader_tolerates_messages_without_content() -> None:
+    c = ExtractiveReader(None).complete([{"role": "system", "content": "x"}, {"role": "user"}])  # type: ignore[typeddict-item]
+    assert c.text == ABSTAIN_TEXT
