@@ -23,7 +23,7 @@ from typing import Any
 from ragft.answer import CallRecord, Usage
 from ragft.errors import BudgetExceededError, ConfigError, ModelError
 from ragft.metering.prices import PriceTable
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.metering.tokens import count_chat_tokens, count_tokens, estimate_chat_usage
 from ragft.models.base import (
     ChatModel,
     ChatStream,
@@ -469,12 +469,8 @@ class MeteredChatModel:
             usage = (
                 final.usage
                 if final is not None
-                else Usage(  # abandoned mid-stream: bill what we saw, marked as an estimate
-                    model=self.name,
-                    input_tokens=count_chat_tokens(messages, self.name),
-                    output_tokens=count_tokens("".join(pieces), self.name),
-                    source="estimated",
-                )
+                # Abandoned mid-stream: bill what was seen, marked as an estimate.
+                else estimate_chat_usage(self.name, messages, "".join(pieces))
             )
             self.meter.record(usage, latency_s=time.perf_counter() - start, purpose=self.purpose)
 

@@ -21,12 +21,14 @@ from importlib import resources
 
 import tiktoken
 
+from ragft.answer import Usage
 from ragft.storage import atomic_write_bytes
 
 __all__ = [
     "ENCODING_HASHES",
     "count_chat_tokens",
     "count_tokens",
+    "estimate_chat_usage",
     "encoding_for_model",
     "encoding_name_for_model",
     "get_encoding",
@@ -160,3 +162,16 @@ def count_chat_tokens(messages: Sequence[Mapping[str, str]], model: str) -> int:
             if key == "name":
                 total += TOKENS_PER_NAME
     return total
+
+
+def estimate_chat_usage(model: str, messages: Sequence[Mapping[str, str]], text: str) -> Usage:
+    """Usage of a chat call counted with tiktoken and marked ``estimated``: for backends that
+    report none (local models, a stream whose usage chunk was lost), so their token figures
+    compare with API-reported ones."""
+    return Usage(
+        model=model,
+        kind="chat",
+        input_tokens=count_chat_tokens(messages, model),
+        output_tokens=count_tokens(text, model),
+        source="estimated",
+    )

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ragft.answer import Usage
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.metering.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Message
 from ragft.models.context import last_user_message, parse_context, split_question
 
@@ -56,10 +55,5 @@ class GroundedGenerator:
         else:
             read = self.reader.complete(messages, max_tokens=max_tokens)
             text, score, citations = read.text, read.confidence, read.citations
-        usage = Usage(
-            model=self.name,
-            input_tokens=count_chat_tokens(messages, self.name),
-            output_tokens=count_tokens(text, self.name),
-            source="estimated",
-        )
+        usage = estimate_chat_usage(self.name, messages, text)
         return Completion(text=text, usage=usage, model=self.name, score=score, citations=citations)

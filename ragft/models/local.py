@@ -29,7 +29,7 @@ import numpy as np
 
 from ragft.answer import Usage
 from ragft.errors import ModelError
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.metering.tokens import count_tokens, estimate_chat_usage
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import (
     last_user_message,
@@ -320,12 +320,7 @@ class ExtractiveReader:
             finish = "length"
         else:
             finish = "stop"
-        usage = Usage(
-            model=self.name,
-            input_tokens=count_chat_tokens(messages, self.name),
-            output_tokens=count_tokens(text, self.name),
-            source="estimated",
-        )
+        usage = estimate_chat_usage(self.name, messages, text)
         return Completion(
             text=text,
             usage=usage,

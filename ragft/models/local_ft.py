@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ragft.answer import Usage
 from ragft.errors import ModelError, ModelNotFoundError
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.metering.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
 from ragft.models.local import ABSTAIN_TEXT
@@ -120,17 +119,6 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     return manifest, arrays, data
 
 
-def _usage(name: str, messages: Sequence[Message], text: str) -> Usage:
-    # The local models have no tokenizer of their own: count like an OpenAI chat model would,
-    # and say so, so cost comparisons use comparable token figures.
-    return Usage(
-        model=name,
-        input_tokens=count_chat_tokens(messages, name),
-        output_tokens=count_tokens(text, name),
-        source="estimated",
-    )
-
-
 def _embed_one(embedder: Embedder, text: str) -> np.ndarray:
     return embedder.embed([text], kind="query").vectors[0]
 
@@ -208,7 +196,7 @@ class LocalGeneratorModel(_LocalChatModel):
         question = last_user_message(messages)
         index, confidence = self.nearest(question)
         text = self.answers[index] if confidence >= self.threshold else ABSTAIN_TEXT
-        usage = _usage(self.name, messages, text)
+        usage = estimate_chat_usage(self.name, messages, text)
         finish = "length" if max_tokens is not None and usage.output_tokens > max_tokens else "stop"
         return Completion(text=text, usage=usage, model=self.name, finish_reason=finish,
                           score=round(confidence, 4))
@@ -276,7 +264,7 @@ class LocalRewriterModel(_LocalChatModel):
     ) -> Completion:
         """Rewrite the last user message."""
         text, score = self.rewrite(last_user_message(messages))
-        return Completion(text=text, usage=_usage(self.name, messages, text), model=self.name,
+        return Completion(text=text, usage=estimate_chat_usage(self.name, messages, text), model=self.name,
                           score=round(score, 4))
 
 
@@ -360,7 +348,7 @@ class LocalRouterModel(_LocalChatModel):
         """Classify the last user message."""
         probs = self.probabilities(last_user_message(messages))
         label = max(probs, key=lambda k: probs[k])
-        return Completion(text=label, usage=_usage(self.name, messages, label), model=self.name,
+        return Completion(text=label, usage=estimate_chat_usage(self.name, messages, label), model=self.name,
                           score=round(probs[label], 4))
 
 

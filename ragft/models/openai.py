@@ -287,15 +287,9 @@ def _reported_usage(raw: Any, model: str) -> Usage | None:
 def _estimated_usage(messages: Sequence[Message], text: str, model: str) -> Usage:
     # Imported here so this module loads even where metering is unavailable; only responses
     # without usage need it.
-    from ragft.metering.tokens import count_chat_tokens, count_tokens
+    from ragft.metering.tokens import estimate_chat_usage
 
-    return Usage(
-        model=model,
-        kind="chat",
-        input_tokens=count_chat_tokens(messages, model),
-        output_tokens=count_tokens(text, model),
-        source="estimated",
-    )
+    return estimate_chat_usage(model, messages, text)
 
 
 def _token_logprobs(choice: Any, model: str) -> tuple[float, ...] | None:
