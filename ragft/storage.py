@@ -25,13 +25,15 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "file_sha256",
+    "fsync_dir",
     "locked",
     "publish_directory",
     "read_json",
 ]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a no-op where directories cannot be synced)."""
     # Makes the rename itself durable; not every filesystem supports it, which is harmless.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -56,7 +58,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -120,6 +122,6 @@ def publish_directory(staging: str | Path, final: str | Path) -> None:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
     os.replace(staging, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

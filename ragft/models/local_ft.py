@@ -19,7 +19,6 @@ layer stays independent of the fine-tuning layer that writes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from ragft.metering.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
 from ragft.models.local import ABSTAIN_TEXT
+from ragft.storage import file_sha256
 from ragft.textutil import content_words
 
 __all__ = [
@@ -72,10 +72,6 @@ def artifact_dir(models_dir: str | Path, model_id: str) -> Path:
     return Path(models_dir) / model_id.replace(":", "__")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """``(manifest, arrays, data)`` of an artifact directory, verified against its hashes.
 
@@ -105,7 +101,7 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
         file = path / name
         if not file.is_file():
             raise ModelError(f"model artifact {path} is missing {name}; retrain it")
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise ModelError(
                 f"model artifact file {file} is corrupt (SHA-256 mismatch); retrain it"
             )

@@ -45,7 +45,7 @@ import numpy as np
 
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.rag.chunker import Chunk
-from ragft.storage import locked
+from ragft.storage import fsync_dir, locked
 
 __all__ = [
     "AUTO_HNSW_THRESHOLD",
@@ -104,19 +104,6 @@ def _seal_file(path: Path) -> dict[str, Any]:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()  # type: ignore[arg-type]
         os.fsync(fh.fileno())
     return {"sha256": digest, "bytes": path.stat().st_size}
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _chunk_line(fid: int, chunk: Chunk) -> bytes:
@@ -465,7 +452,7 @@ class VectorIndex:
                 _write_file(
                     tmp / _MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
                 )
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 # Loads hold the shared lock: none reads between the two renames of the swap.
                 with locked(target):
                     _swap_into_place(tmp, target)
@@ -644,7 +631,7 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         if backup is not None:
             os.rename(backup, target)  # put the previous index back
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
