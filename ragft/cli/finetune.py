@@ -152,8 +152,16 @@ def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) ->
 
 
 def backend_of_job(job_id: str) -> str:
-    """``local`` for the local backend's job ids, else ``openai``."""
-    return "local" if job_id.startswith(LOCAL_JOB_PREFIX) else "openai"
+    """``local`` for the local backend's job ids, ``openai`` for other ``ftjob-`` ids; anything
+    else is not a job id (said before asking any backend, or for an API key)."""
+    if job_id.startswith(LOCAL_JOB_PREFIX):
+        return "local"
+    if job_id.startswith("ftjob-"):
+        return "openai"
+    raise FineTuneError(
+        f"{job_id!r} is not a fine-tuning job id (they look like ftjob-...); "
+        "`ragft finetune list` shows the jobs started from this home"
+    )
 
 
 def _epochs(value: str) -> int | str:

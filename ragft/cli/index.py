@@ -10,6 +10,7 @@ from typing import Any
 from ragft.cli.ask import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
 from ragft.config import load_config
+from ragft.errors import ConfigError
 from ragft.metering.meter import RollUp
 
 __all__ = ["register", "run_index", "run_search"]
@@ -82,7 +83,9 @@ def run_search(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.mode:
         overrides["mode"] = args.mode
-    if args.top_k:
+    if args.top_k is not None:
+        if args.top_k < 1:
+            raise ConfigError(f"-k/--top-k must be at least 1, got {args.top_k}")
         overrides["top_k"] = args.top_k
     retriever = build_retriever(cfg, kb, **overrides)
     hits = retriever.retrieve(args.query)

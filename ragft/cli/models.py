@@ -125,7 +125,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for v in versions:
         marker = "*" if v.status == "promoted" else " "
-        metrics = ", ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items()))
+        metrics = ", ".join(
+            f"{k}={int(val)}" if float(val).is_integer() and k in ("n", "examples") else f"{k}={val:.3f}"
+            for k, val in sorted(v.metrics.items())
+        )
         print(f"{marker} {v.name}@{v.version:<3d} {v.status:11s} {v.purpose:9s} {v.model_id}"
               + (f"  [{metrics}]" if metrics else ""))
     return 0

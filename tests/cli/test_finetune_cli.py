@@ -239,3 +239,8 @@ def test_register_on_a_resumed_start_does_not_add_a_duplicate_version(
     assert code == 0 and "already registered as router version 1" in out
     code, out, _ = cli("models", "list")
     assert "router@1" in out and "router@2" not in out
+
+
+def test_status_of_something_that_is_not_a_job_id_says_so(cli: CLI) -> None:
+    code, _, err = cli("finetune", "status", "nonsense")
+    assert code == 2 and "is not a fine-tuning job id" in err and "OPENAI_API_KEY" not in err

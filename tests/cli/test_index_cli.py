@@ -90,3 +90,12 @@ def test_search_without_an_index_says_how_to_build_one(config) -> None:
     with pytest.raises(IndexStoreError, match="ragft index"):
         run(["search", "anything", "--config", str(config)])
     assert not (config.parent / "home").exists()  # nothing created on the way
+
+
+
+def test_search_rejects_a_zero_k(config) -> None:
+    from ragft.errors import ConfigError
+
+    run(["index", "--config", str(config), "--quiet"])
+    with pytest.raises(ConfigError, match="at least 1"):
+        run(["search", "meal", "--config", str(config), "-k", "0"])
