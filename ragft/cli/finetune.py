@@ -230,13 +230,19 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _estimate(args: argparse.Namespace) -> int:
     from ragft.components import build_meter
-    from ragft.finetune.data import estimate_training
+    from ragft.finetune.data import estimate_training, validate_file
 
     cfg = load_config(args.config)
     est = estimate_training(args.file, model=args.model, epochs=_epochs(args.epochs),  # type: ignore[arg-type]
                             prices=build_meter(cfg, ledger=False).prices,
                             max_tokens_per_example=args.max_tokens)
     print(json.dumps(est.to_dict(), indent=2) if args.json else est.summary())
+    # A price for a file the provider would reject is misleading: say so next to it.
+    report = validate_file(args.file, model=args.model, max_tokens_per_example=args.max_tokens)
+    if report.problems:
+        print(f"ragft: warning: {args.file} has {len(report.problems)} validation problem(s); "
+              f"the estimate covers only the usable examples. Run `ragft finetune validate "
+              f"{args.file}` for the list.", file=sys.stderr)
     return 0
 
 

@@ -244,3 +244,13 @@ def test_register_on_a_resumed_start_does_not_add_a_duplicate_version(
 def test_status_of_something_that_is_not_a_job_id_says_so(cli: CLI) -> None:
     code, _, err = cli("finetune", "status", "nonsense")
     assert code == 2 and "is not a fine-tuning job id" in err and "OPENAI_API_KEY" not in err
+
+
+def test_estimate_warns_when_the_file_has_validation_problems(cli: CLI, tmp_path: Path) -> None:
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+             for i in range(12)]
+    lines.append(json.dumps({"messages": [{"role": "user", "content": "no answer"}]}))
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = cli("finetune", "estimate", str(path), "--model", "gpt-4o-mini")
+    assert code == 0 and "1 validation problem" in err and "ragft finetune validate" in err
