@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ragft.storage import known_fields
+
 __all__ = ["Answer", "CallKind", "CallRecord", "Source", "Usage", "UsageSource", "sum_cost"]
 
 CallKind = Literal["chat", "embedding", "training", "rerank"]
@@ -76,8 +78,7 @@ class Usage:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """Inverse of :meth:`to_dict`; unknown keys are ignored so old ledgers stay readable."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)

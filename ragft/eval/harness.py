@@ -29,7 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
-from ragft.storage import atomic_write_bytes
+from ragft.storage import atomic_write_bytes, known_fields
 from ragft.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -132,8 +132,7 @@ class QuestionRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuestionRecord:
         """Inverse of :meth:`to_dict` (unknown keys ignored, so newer files stay readable)."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
+        values = known_fields(cls, data)
         values["documents"] = tuple(values.get("documents") or ())
         values["gold_sources"] = tuple(values.get("gold_sources") or ())
         values["retrieved"] = tuple(values.get("retrieved") or ())
@@ -224,8 +223,7 @@ class StrategySummary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategySummary:
         """Inverse of :meth:`to_dict`."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
     def quality(self, metric: str = "f1") -> float | None:
         """The named quality figure (``f1``, ``exact_match``, ``contains`` or ``judge``)."""

@@ -42,7 +42,7 @@ from ragft.errors import (
     TrainingNotAvailableError,
 )
 from ragft.finetune.data import check_base_model, detect_purpose, read_jsonl, validate_file
-from ragft.storage import atomic_write_json, file_sha256, locked, read_json
+from ragft.storage import atomic_write_json, file_sha256, known_fields, locked, read_json
 from ragft.metering.meter import Meter
 from ragft.metering.prices import PriceTable
 
@@ -142,8 +142,7 @@ class JobStatus:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +170,7 @@ class JobEvent:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobEvent:
         """Inverse of :meth:`to_dict`."""
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,8 +586,7 @@ class TrackedJob:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
         """Inverse of :meth:`to_dict`."""
-        names = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in data.items() if k in names}
+        values = known_fields(cls, data)
         values["status"] = JobStatus.from_dict(data["status"]) if data.get("status") else None
         values["attempts"] = tuple(data.get("attempts", ()))
         values["seen_events"] = tuple(data.get("seen_events", ()))

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ragft.answer_metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
-from ragft.storage import atomic_write_json, locked, read_json
+from ragft.storage import atomic_write_json, known_fields, locked, read_json
 from ragft.models.base import ChatModel
 from ragft.models.local import ABSTAIN_TEXT
 
@@ -88,8 +88,7 @@ class ModelVersion:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
