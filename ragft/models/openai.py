@@ -105,16 +105,8 @@ def make_client(
     bounds reaching the server, so an unreachable host fails in seconds, not minutes of
     read-timeout retries.
     """
-    key, url = _client_settings(api_key, base_url)
-    return openai.OpenAI(
-        api_key=key,
-        base_url=url,
-        timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
-        max_retries=max_retries,
-        # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
-        # can only intercept those), so the annotation mismatch is deliberate.
-        http_client=cast(Any, http_client),
-    )
+    return openai.OpenAI(**_client_kwargs(api_key, base_url, timeout, max_retries,
+                                          http_client, connect_timeout))
 
 
 def make_async_client(
@@ -127,16 +119,29 @@ def make_async_client(
     connect_timeout: float = 5.0,
 ) -> openai.AsyncOpenAI:
     """The :class:`openai.AsyncOpenAI` twin of :func:`make_client`, same rules."""
+    return openai.AsyncOpenAI(**_client_kwargs(api_key, base_url, timeout, max_retries,
+                                               http_client, connect_timeout))
+
+
+def _client_kwargs(
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    max_retries: int,
+    http_client: httpx.Client | httpx.AsyncClient | None,
+    connect_timeout: float,
+) -> dict[str, Any]:
+    # One set of client settings for the sync and async SDK clients.
     key, url = _client_settings(api_key, base_url)
-    return openai.AsyncOpenAI(
-        api_key=key,
-        base_url=url,
-        timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
-        max_retries=max_retries,
-        # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and respx
-        # can only intercept those), so the annotation mismatch is deliberate.
-        http_client=cast(Any, http_client),
-    )
+    return {
+        "api_key": key,
+        "base_url": url,
+        "timeout": openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        "max_retries": max_retries,
+        # The SDK annotates httpx2 clients but accepts classic httpx ones at runtime (and
+        # respx can only intercept those), so the annotation mismatch is deliberate.
+        "http_client": cast(Any, http_client),
+    }
 
 
 def _client_settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
