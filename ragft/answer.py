@@ -31,6 +31,8 @@ class Usage:
     ``cached_input_tokens`` is a *subset* of ``input_tokens`` (as in OpenAI's
     ``prompt_tokens_details.cached_tokens``), and ``reasoning_tokens`` a subset of
     ``output_tokens``: both are billed inside those totals, never added to them.
+    ``compute_seconds`` is wall-clock time on self-hosted hardware (a local LoRA training
+    run), billed only when the price table has a GPU price per hour.
     """
 
     model: str
@@ -41,6 +43,7 @@ class Usage:
     reasoning_tokens: int = 0
     embedding_tokens: int = 0
     training_tokens: int = 0
+    compute_seconds: float = 0.0
     source: UsageSource = "reported"
     batch: bool = False
 
@@ -52,6 +55,7 @@ class Usage:
             "reasoning_tokens",
             "embedding_tokens",
             "training_tokens",
+            "compute_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"Usage.{name} must be >= 0, got {getattr(self, name)}")

@@ -46,11 +46,13 @@ def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
     """A :class:`Meter` with the config's price overrides and budget, logging to
     ``<home>/ledger.jsonl`` unless ``ledger=False``."""
     prices = PriceTable.load(cfg.path(cfg.prices.file) if cfg.prices.file else None)
-    if cfg.prices.models or cfg.prices.unpriced or cfg.prices.free_prefixes:
+    if (cfg.prices.models or cfg.prices.unpriced or cfg.prices.free_prefixes
+            or cfg.prices.gpu_usd_per_hour is not None):
         prices = prices.with_overrides(
             cfg.prices.models,
             unpriced=cfg.prices.unpriced,
             free_prefixes=cfg.prices.free_prefixes,
+            gpu_usd_per_hour=cfg.prices.gpu_usd_per_hour,
         )
     return Meter(
         prices,

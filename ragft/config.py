@@ -143,12 +143,15 @@ class BudgetConfig(_Strict):
 
 
 class PricesConfig(_Strict):
-    """Price-table overrides: extra models, explicitly unpriced ids, free prefixes."""
+    """Price-table overrides: extra models, explicitly unpriced ids, free prefixes, and what
+    an hour of self-hosted compute costs (``gpu_usd_per_hour``: billed for local LoRA
+    training time; unset, local training is $0)."""
 
     file: str | None = None
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     unpriced: list[str] = Field(default_factory=list)
     free_prefixes: list[str] = Field(default_factory=list)
+    gpu_usd_per_hour: float | None = Field(None, ge=0, le=10_000)
 
 
 class RagftConfig(_Strict):

@@ -519,11 +519,13 @@ def job_key(
     epochs: int | str,
     seed: int | None,
     validation_sha256: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
 ) -> str:
     """SHA-256 identifying a job by what defines it; equal inputs -> the same job.
 
-    The validation file's hash is part of it too (a different validation set is a different
-    job), but ``None`` keeps the key of jobs without one unchanged.
+    The validation file's hash and extra hyperparameters (a LoRA rank, a learning rate) are
+    part of it too — a different validation set or rank is a different job — but leaving
+    them out keeps the key of jobs without them unchanged.
     """
     parts: dict[str, Any] = {
         "backend": backend,
@@ -535,6 +537,8 @@ def job_key(
     }
     if validation_sha256:
         parts["validation_sha256"] = validation_sha256
+    if hyperparameters:
+        parts["hyperparameters"] = dict(hyperparameters)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -566,6 +570,7 @@ class TrackedJob:
     attempts: tuple[str, ...] = ()
     seen_events: tuple[str, ...] = ()
     usage_recorded: bool = False
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -580,6 +585,7 @@ class TrackedJob:
         data["status"] = self.status.to_dict() if self.status else None
         data["attempts"] = list(self.attempts)
         data["seen_events"] = list(self.seen_events)
+        data["hyperparameters"] = dict(self.hyperparameters)
         data["format"] = 1
         return data
 
@@ -690,6 +696,7 @@ class JobManager:
         seed: int | None = None,
         purpose: str | None = None,
         validate: bool = True,
+        hyperparameters: Mapping[str, Any] | None = None,
     ) -> TrackedJob:
         """Start (or resume) the job defined by these inputs and return its record.
 
@@ -699,6 +706,8 @@ class JobManager:
         key exists — when a previous run crashed *while* creating, the backend is first asked
         for a job tagged with this key. A previous attempt that failed or was cancelled is kept
         in ``attempts`` and a new job is created from the already uploaded files.
+        ``hyperparameters`` beyond epochs and seed (the LoRA backend's rank, learning rate,
+        ...) are passed to the backend and are part of the job's identity.
         """
         training_path = Path(training_file)
         if not training_path.is_file():
@@ -718,6 +727,7 @@ class JobManager:
             epochs=epochs,
             seed=seed,
             validation_sha256=val_sha,
+            hyperparameters=hyperparameters,
         )
         # The lock stops two processes from racing to create the same job.
         with locked(self._path(key)):
@@ -749,6 +759,7 @@ class JobManager:
                     validation_path=str(validation_path.resolve()) if validation_path else None,
                     validation_sha256=val_sha,
                     created_at=now,
+                    hyperparameters=dict(hyperparameters or {}),
                 )
             self.backend.check_model(model)
             if job.purpose is None:
@@ -801,7 +812,7 @@ class JobManager:
                 validation_file=job.validation_file_id,
                 suffix=job.suffix,
                 seed=job.seed,
-                hyperparameters={"n_epochs": job.epochs},
+                hyperparameters={**job.hyperparameters, "n_epochs": job.epochs},
                 metadata=metadata,
             )
         except FineTuneBackendUnavailable:
@@ -853,11 +864,15 @@ class JobManager:
         if not already:
             # The backend's model id (a dated snapshot, the local embedder) is what was trained
             # and what the price table resolves; the requested alias may not be priced.
+            # Self-hosted trainers (LoRA) also report the compute time they used, which a
+            # configured GPU price per hour bills.
+            seconds = float(status.metrics.get("compute_seconds", 0.0))
             with self.meter.collect(job=str(job.job_id)):
                 self.meter.record(
                     Usage(model=status.model or job.model, kind="training",
-                          training_tokens=int(status.trained_tokens)),
-                    latency_s=0.0,
+                          training_tokens=int(status.trained_tokens),
+                          compute_seconds=seconds),
+                    latency_s=seconds,
                     purpose="fine-tune",
                 )
         return self._save(replace(job, usage_recorded=True))

@@ -3,7 +3,10 @@
 Prices are USD per 1M tokens. A fine-tuned id ``ft:BASE-SNAPSHOT:org:suffix:id`` is priced at
 its base model's fine-tuned rates; a dated snapshot (``gpt-4.1-mini-2025-04-14``) at its base
 model's. Models under a ``free_prefixes`` entry (the offline local backend) cost 0 but are still
-counted. Any other unknown model raises :class:`UnpricedModelError` unless the table lists it as
+counted — except for their *compute time*: a run on self-hosted hardware (LoRA training) that
+reports ``compute_seconds`` is billed at ``gpu_usd_per_hour`` when the table has one (the
+config's ``[prices] gpu_usd_per_hour``), so renting a GPU shows up in the ledger and in cost
+comparisons. Any other unknown model raises :class:`UnpricedModelError` unless the table lists it as
 explicitly unpriced, in which case its cost is ``None`` — never a silent 0.
 """
 
@@ -83,10 +86,11 @@ class PriceTable:
     """Model prices plus the rules for free and explicitly unpriced models."""
 
     models: Mapping[str, ModelPrice]
-    free_prefixes: tuple[str, ...] = ("local/", "local-ft:")
+    free_prefixes: tuple[str, ...] = ("local/", "local-ft:", "lora:")
     unpriced: frozenset[str] = frozenset()
     batch_discount: float = 0.5
     as_of: str = ""
+    gpu_usd_per_hour: float = 0.0
     _warned: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
@@ -122,8 +126,10 @@ class PriceTable:
         *,
         unpriced: Iterable[str] = (),
         free_prefixes: Iterable[str] = (),
+        gpu_usd_per_hour: float | None = None,
     ) -> PriceTable:
-        """A copy with extra or replaced model prices, unpriced names and free prefixes."""
+        """A copy with extra or replaced model prices, unpriced names, free prefixes and the
+        price of an hour of self-hosted compute."""
         merged = dict(self.models)
         for name, entry in (models or {}).items():
             merged[name] = ModelPrice.from_mapping(name, entry)
@@ -132,6 +138,8 @@ class PriceTable:
             models=merged,
             unpriced=self.unpriced | frozenset(unpriced),
             free_prefixes=self.free_prefixes + tuple(free_prefixes),
+            gpu_usd_per_hour=self.gpu_usd_per_hour if gpu_usd_per_hour is None
+            else float(gpu_usd_per_hour),
             _warned=set(),
         )
 
@@ -184,9 +192,11 @@ class PriceTable:
         Cached input tokens are a subset of input tokens: the uncached remainder is billed at
         the input rate and the cached part at the cached rate. Reasoning tokens are already
         inside output tokens. Batch calls get the table's batch discount (not training).
+        Self-hosted compute time (``compute_seconds``) costs ``gpu_usd_per_hour`` pro rata.
         """
+        compute = usage.compute_seconds / 3600.0 * self.gpu_usd_per_hour
         if self.is_free(usage.model):
-            return 0.0
+            return compute
         found = self.lookup(usage.model)
         if found is None:
             return None
@@ -216,4 +226,4 @@ class PriceTable:
                     f"model {usage.model!r} cannot be fine-tuned according to the price table"
                 )
             total += usage.training_tokens * price.training
-        return total * _PER_TOKEN
+        return total * _PER_TOKEN + compute

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragft.errors import FineTuneError
+from ragft.storage import file_sha256
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
@@ -74,14 +75,6 @@ class BaseModelRef:
                    str(data["fingerprint"]))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _dir_fingerprint(directory: Path) -> str:
     digest = hashlib.sha256((directory / "config.json").read_bytes())
     for weights in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
@@ -104,11 +97,11 @@ def resolve_base_model(spec: str | os.PathLike[str] | None = None) -> BaseModelR
             gguf = gguf_path_smollm2()
         except ModelUnavailableError as exc:
             raise FineTuneError(f"the default LoRA base model is unavailable: {exc}") from exc
-        return BaseModelRef(gguf.parent, gguf.name, "SmolLM2-135M-Instruct", _sha256(gguf))
+        return BaseModelRef(gguf.parent, gguf.name, "SmolLM2-135M-Instruct", file_sha256(gguf))
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         path = path.resolve()
-        return BaseModelRef(path.parent, path.name, path.stem, _sha256(path))
+        return BaseModelRef(path.parent, path.name, path.stem, file_sha256(path))
     if path.is_dir():
         path = path.resolve()
         if not (path / "config.json").is_file():

@@ -283,7 +283,7 @@ def train_lora(
             epoch_loss += loss_sum
             epoch_count += group_tokens
             seconds = elapsed()
-            row = {"step": float(step), "epoch": float(epoch), "train_loss": step_loss,
+            row = {"step": step, "epoch": epoch, "train_loss": step_loss,
                    "learning_rate": float(scheduler.get_last_lr()[0]), "tokens": float(tokens),
                    "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else 0.0}
             report("step", f"Step {step}/{total_steps}: training loss {step_loss:.4f}",
