@@ -334,8 +334,15 @@ def _events(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    status = build_manager(cfg, backend_of_job(args.job)).cancel(args.job)
-    _print_status(status)
+    manager = build_manager(cfg, backend_of_job(args.job))
+    # A job that has ended cannot be cancelled; say so rather than send a request that
+    # fails (OpenAI) or reads as if this call had stopped something.
+    status = manager.status(args.job)
+    if status.terminal:
+        _print_status(status)
+        print(f"nothing to cancel: job {status.id} already {status.status}")
+        return 0
+    _print_status(manager.cancel(args.job))
     return 0
 
 

@@ -152,6 +152,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     assert "Step 300/300" in out and "The job has successfully completed" in out
     code, out, _ = cli("finetune", "cancel", job_id)
     assert code == 0 and "succeeded" in out  # finished jobs stay finished
+    assert f"nothing to cancel: job {job_id} already succeeded" in out
 
     code, out, _ = cli("models", "evaluate", "router", "1", test,
                        "--labels", "creative,factual,procedural")
