@@ -20,12 +20,8 @@ from ragft.finetune.data import (
     write_jsonl,
 )
 from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
-from ragft.finetune.local import (
-    LocalFineTuneBackend,
-    calibrate_logistic,
-    fit_linear_adapter,
-    fit_softmax_regression,
-)
+from ragft.finetune.backends.local import LocalFineTuneBackend
+from ragft.finetune.learners import calibrate_logistic, fit_linear_adapter, fit_softmax_regression
 from ragft.finetune.registry import evaluate_model
 from ragft.metering.meter import Meter
 from ragft.models.local_ft import AdaptedEmbedder, artifact_dir, load_local_model
