@@ -5,7 +5,8 @@
 :class:`~ragft.models.base.Embedder`. Both take an already-built SDK client (see
 :func:`make_client`), so nothing here reads the environment: ``ragft.config`` decides keys and
 URLs. Every SDK failure leaves as a :class:`~ragft.errors.ModelError` subclass carrying the
-model id and, where there was one, the HTTP status code.
+model id and, where there was one, the HTTP status code (read by :mod:`ragft.models.openai_errors`,
+which the fine-tuning backend shares).
 
 Usage is taken from the response's ``usage`` field. Only when a response carries none (a
 server that omits it, a stream whose final usage chunk never came) is it estimated with

@@ -124,57 +124,30 @@ def read_api_error(exc: Exception) -> ApiFailure:
     return ApiFailure(kind, _api_message(exc), status, code, _HINTS.get(kind, ""))
 
 
+#: The ModelError each failure kind becomes, and its message (``{model}``, ``{message}`` and
+#: ``{hint}`` filled in).
+_MODEL_ERRORS: Mapping[str, tuple[type[ModelError], str]] = {
+    "auth": (AuthenticationError, "{model}: the API rejected the key ({message}); {hint}"),
+    "not_found": (ModelNotFoundError, "model {model!r} was not found by the API ({message}); "
+                  "check the model id, and that this key's project has access to it"),
+    "quota": (RateLimitError, "{model}: rate limited after retries ({message}); {hint}"),
+    "rate_limit": (RateLimitError, "{model}: rate limited after retries ({message}); {hint}"),
+    "timeout": (ModelTimeoutError, "{model}: request timed out after retries; {hint}"),
+    "not_implemented": (ModelError,
+                        "{model}: the server does not implement this endpoint ({message})"),
+    "unavailable": (ModelUnavailableError, "{model}: the API is unavailable ({message}); {hint}"),
+    "malformed": (ModelResponseError, "{model}: malformed response from the API: {message}"),
+    "refused": (ModelError, "{model}: the API refused the request: {message}"),
+    "other": (ModelError, "{model}: API error: {message}"),
+}
+
+
 def translate_error(exc: Exception, model: str) -> ModelError:
     """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`."""
     failure = read_api_error(exc)
-    message, status, hint = failure.message, failure.status, failure.hint
-    kind = failure.kind
-    if kind == "auth":
-        return AuthenticationError(
-            f"{model}: the API rejected the key ({message}); {hint}",
-            model=model,
-            status_code=status,
-        )
-    if kind == "not_found":
-        return ModelNotFoundError(
-            f"model {model!r} was not found by the API ({message}); check the model id, "
-            "and that this key's project has access to it",
-            model=model,
-            status_code=status,
-        )
-    if kind in ("quota", "rate_limit"):
-        return RateLimitError(
-            f"{model}: rate limited after retries ({message}); {hint}",
-            model=model,
-            status_code=status,
-        )
-    if kind == "timeout":
-        return ModelTimeoutError(
-            f"{model}: request timed out after retries; {hint}",
-            model=model,
-            status_code=status,
-        )
-    if kind == "not_implemented":
-        return ModelError(
-            f"{model}: the server does not implement this endpoint ({message})",
-            model=model,
-            status_code=status,
-        )
-    if kind == "unavailable":
-        return ModelUnavailableError(
-            f"{model}: the API is unavailable ({message}); {hint}",
-            model=model,
-            status_code=status,
-        )
-    if kind == "malformed":
-        return ModelResponseError(
-            f"{model}: malformed response from the API: {message}", model=model, status_code=status
-        )
-    if kind == "refused":
-        return ModelError(
-            f"{model}: the API refused the request: {message}", model=model, status_code=status
-        )
-    return ModelError(f"{model}: API error: {message}", model=model, status_code=status)
+    cls, template = _MODEL_ERRORS[failure.kind]
+    text = template.format(model=model, message=failure.message, hint=failure.hint)
+    return cls(text, model=model, status_code=failure.status)
 
 
 @contextmanager
