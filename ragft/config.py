@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ragft.errors import ConfigError
+from ragft.redact import register_secret
 
 __all__ = [
     "BackendConfig",
@@ -192,8 +193,13 @@ class RagftConfig(_Strict):
 
     @property
     def api_key(self) -> str | None:
-        """The OpenAI API key from the configured environment variable, if set."""
-        return self.env.get(self.backend.api_key_env) or None
+        """The OpenAI API key from the configured environment variable, if set.
+
+        Registered with :func:`ragft.redact.register_secret` when read, so it is masked in every
+        message and file ragft writes."""
+        key = self.env.get(self.backend.api_key_env) or None
+        register_secret(key)
+        return key
 
     @property
     def base_url(self) -> str | None:
@@ -274,4 +280,6 @@ def load_config(
     cfg = _validate(data, origin)
     if overrides:
         cfg = cfg.with_overrides(**overrides)
+    # From here on the key is masked wherever it could surface (see ragft.redact).
+    register_secret(cfg.api_key)
     return cfg

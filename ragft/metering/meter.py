@@ -33,6 +33,7 @@ from ragft.models.base import (
     EmbedKind,
     Message,
 )
+from ragft.redact import redact
 
 __all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredEmbedder", "RollUp"]
 
@@ -112,7 +113,8 @@ class Ledger:
 
     def append(self, record: CallRecord) -> None:
         """Append one record durably."""
-        data = (json.dumps(record.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        line = redact(json.dumps(record.to_dict(), separators=(",", ":")))
+        data = (line + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a+b") as fh:
