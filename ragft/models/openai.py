@@ -34,6 +34,7 @@ from ragft.errors import (
 )
 from ragft.models.base import Completion, EmbedKind, Embeddings, Message
 from ragft.models.openai_errors import MISSING_KEY_HINT, translate_error, translated_errors
+from ragft.redact import register_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -134,6 +135,7 @@ def _client_kwargs(
 
 
 def _client_settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    register_secret(api_key)  # a key given here directly (not through config) is masked too
     if api_key:
         return api_key, base_url or DEFAULT_BASE_URL
     if base_url:

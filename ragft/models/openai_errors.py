@@ -30,6 +30,7 @@ from ragft.errors import (
     ModelUnavailableError,
     RateLimitError,
 )
+from ragft.redact import redact, redact_data
 
 __all__ = [
     "MISSING_KEY_HINT",
@@ -112,8 +113,22 @@ def _kind(exc: openai.APIError, status: int | None, code: str | None) -> Failure
     return "other"
 
 
+def _scrub_sdk_error(exc: Exception) -> None:
+    # The SDK exception stays chained as __cause__ (useful when debugging), so the key a server
+    # may have echoed into it is masked in place: its args (what str() and tracebacks show),
+    # its message and its parsed body.
+    exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(exc, openai.APIError):
+        exc.message = redact(exc.message)
+        exc.body = redact_data(exc.body)
+
+
 def read_api_error(exc: Exception) -> ApiFailure:
-    """Read an SDK exception (or a json/pydantic failure reading a 200 response)."""
+    """Read an SDK exception (or a json/pydantic failure reading a 200 response).
+
+    Secrets in the server's text are masked (see :mod:`ragft.redact`), in the reading and in
+    ``exc`` itself, which callers chain as the cause."""
+    _scrub_sdk_error(exc)
     status = getattr(exc, "status_code", None)
     if not isinstance(exc, openai.APIError):
         return ApiFailure("malformed", str(exc), status)
@@ -143,7 +158,8 @@ _MODEL_ERRORS: Mapping[str, tuple[type[ModelError], str]] = {
 
 
 def translate_error(exc: Exception, model: str) -> ModelError:
-    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`."""
+    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`
+    (secrets masked, see :func:`read_api_error`)."""
     failure = read_api_error(exc)
     cls, template = _MODEL_ERRORS[failure.kind]
     text = template.format(model=model, message=failure.message, hint=failure.hint)
