@@ -464,10 +464,13 @@ def test_unknown_job_and_connection_errors(api, backend, tmp_path) -> None:  # t
 def test_a_rejected_key_gets_the_same_hint_as_chat_calls(api, backend, tmp_path, train_file) -> None:  # type: ignore[no-untyped-def]
     from ragft.models.openai_errors import MISSING_KEY_HINT
 
+    echoed = "sk-proj-echoedKEY1234567890"
     api.post("/files").mock(return_value=httpx.Response(401, json={"error": {
-        "message": "Incorrect API key provided.", "type": "invalid_request_error",
+        "message": f"Incorrect API key provided: {echoed}.", "type": "invalid_request_error",
         "code": "invalid_api_key"}}))
     with pytest.raises(FineTuneError, match="rejected the API key") as err:
         manager(backend, tmp_path).start(train_file, model="gpt-4o-mini", suffix="s")
     assert MISSING_KEY_HINT in str(err.value)
+    # The same reading masks a key the server echoed, here as for chat calls.
+    assert echoed not in str(err.value) and echoed not in str(err.value.__cause__)
     assert not isinstance(err.value, FineTuneBackendUnavailable)
