@@ -24,6 +24,7 @@ __all__ = [
     "JOBS_DIR",
     "MODELS_DIR",
     "REGISTRY_FILE",
+    "backend_context",
     "backend_of_job",
     "build_backend",
     "build_manager",
