@@ -9,6 +9,7 @@ Sections: metering, embeddings and the knowledge base (chat-model builders go be
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ragft.config import LOCAL_EMBEDDING, RagftConfig
@@ -31,6 +32,7 @@ __all__ = [
     "build_embedder",
     "build_meter",
     "build_retriever",
+    "corpus_identity",
     "open_knowledge_base",
 ]
 
@@ -40,6 +42,19 @@ HASHING_PREFIX = "local/hashing-"
 LEDGER_FILE = "ledger.jsonl"
 
 # --------------------------------------------------------------------------- metering
+
+
+def corpus_identity(cfg: RagftConfig) -> dict[str, str]:
+    """The corpus ``cfg`` answers over: its path and, once indexed, the SHA-256 of the index
+    manifest (which changes with the documents). Recorded with LoRA versions in the registry."""
+    from ragft.storage import file_sha256
+
+    identity = {"path": str(cfg.corpus_path.resolve())}
+    manifest = cfg.index_path / "manifest.json"
+    if manifest.is_file():
+        identity["index_sha256"] = file_sha256(manifest)
+    return identity
+
 
 
 def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
@@ -180,6 +195,7 @@ class Components:
         self.cfg = cfg
         self.meter = meter
         self._cache: dict[str, Any] = {}
+        self._warned_corpus: set[str] = set()
 
     def _once(self, key: str, make: Any) -> Any:
         if key not in self._cache:
@@ -241,17 +257,30 @@ class Components:
         return self._once("registry", lambda: ModelRegistry(self.cfg.home_path / REGISTRY_FILE))
 
     def resolve(self, ref: str) -> str:
-        """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is."""
+        """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is.
+
+        A version trained against another corpus than this config's draws a
+        :class:`~ragft.finetune.registry.CorpusMismatchWarning` (once per reference)."""
         from ragft.errors import RegistryError
 
+        if not ref.startswith("registry:"):
+            return ref
         try:
-            return str(self.registry().resolve(ref))
+            version = self.registry().lookup(ref)
         except RegistryError as exc:
             raise RegistryError(
                 f"{exc}. Train and promote one (offline: `python examples/finetune_local.py`; "
                 f"or `ragft finetune start FILE --register ...` then `ragft models promote`), "
                 f"or set [models] in the config to a model id"
             ) from None
+        if version.corpus and ref not in self._warned_corpus:
+            from ragft.finetune.registry import CorpusMismatchWarning, corpus_mismatch
+
+            self._warned_corpus.add(ref)
+            warning = corpus_mismatch(version, corpus_identity(self.cfg))
+            if warning:
+                warnings.warn(warning, CorpusMismatchWarning, stacklevel=2)
+        return version.model_id
 
     def chat(self, ref: str) -> Any:
         """The chat model ``ref`` names (a model id or ``registry:NAME``), built once."""

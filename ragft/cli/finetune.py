@@ -80,12 +80,18 @@ def register(subparsers: Any) -> None:
 
     sp = add("start", "start (or resume) a fine-tuning job", _start)
     sp.add_argument("file", help="training JSONL")
-    sp.add_argument("--model", required=True, help="base model (`local` for --backend local)")
+    sp.add_argument("--model", required=True, help="base model: `local` for --backend local; "
+                    "`smollm2`, a Hugging Face model directory or a .gguf file for --backend lora")
     sp.add_argument("--suffix", required=True, help="name part of the resulting model id")
     sp.add_argument("--validation-file", help="held-out JSONL reported during training")
     sp.add_argument("--backend", choices=backend_names(), help="default: config provider")
     sp.add_argument("--epochs", default="auto", help="number of epochs or 'auto' (default)")
     sp.add_argument("--seed", type=int, help="training seed")
+    sp.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training hyperparameter (repeatable), e.g. --hp rank=8 "
+                    "--hp learning_rate=3e-4 --hp target_modules=q_proj,v_proj (lora backend: "
+                    "epochs, learning_rate, rank, alpha, dropout, target_modules, max_length, "
+                    "batch_size, gradient_accumulation, warmup_ratio, max_steps, device)")
     sp.add_argument("--purpose", choices=PURPOSES,
                     help="what the model is for (default: detected from the file)")
     sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
@@ -158,14 +164,41 @@ def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) ->
     """A :class:`JobManager` over ``<home>/jobs/<backend>/`` metering to the home ledger."""
     from ragft.components import build_meter
 
-    backend = build_backend(cfg, backend_name, live=live)
-    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
+    spec = backend_spec(backend_name)
+    backend = spec.build(backend_context(cfg, live=live))
+    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg),
+                      poll_interval=spec.poll_interval, max_poll_interval=spec.max_poll_interval)
 
 
 def backend_of_job(job_id: str) -> str:
     """The name of the backend whose job ids ``job_id`` looks like; anything else is not a
     job id (said before asking any backend, or for an API key)."""
     return backend_for_job(job_id).name
+
+
+def _hp_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if "," in text:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _parse_hp_options(options: list[str]) -> dict[str, Any]:
+    """``["rank=8", "target_modules=q_proj,v_proj"]`` -> ``{"rank": 8, "target_modules":
+    ["q_proj", "v_proj"]}`` (numbers parsed; a comma makes a list)."""
+    out: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise FineTuneError(f"--hp {option!r}: expected KEY=VALUE, e.g. --hp rank=8")
+        if key.strip() in ("epochs", "n_epochs", "seed"):
+            raise FineTuneError(f"--hp {key.strip()}: use --{key.strip().replace('n_', '')} instead")
+        out[key.strip()] = _hp_value(value.strip())
+    return out
 
 
 def _epochs(value: str) -> int | str:
@@ -266,9 +299,12 @@ def _start(args: argparse.Namespace) -> int:
     manager = build_manager(cfg, backend, live=True)
     if spec.in_process:
         print("training locally...", file=sys.stderr)
+    hyperparameters = _parse_hp_options(args.hp)
+    if not spec.in_process:
+        print(f"starting a {backend} job (data checked first)...", file=sys.stderr)
     job = manager.start(args.file, model=args.model, suffix=args.suffix,
                         validation_file=args.validation_file, epochs=epochs,  # type: ignore[arg-type]
-                        seed=args.seed, purpose=args.purpose)
+                        seed=args.seed, purpose=args.purpose, hyperparameters=hyperparameters)
     if job.attempts:
         print(f"previous attempt(s) {', '.join(job.attempts)} ended without a model; "
               f"started {job.job_id}", file=sys.stderr)
@@ -300,6 +336,18 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
                 print(f"{existing.model_id} is already registered as {name} version "
                       f"{existing.version}")
                 return
+    lora: dict[str, Any] = {}
+    if str(status.fine_tuned_model).startswith("lora:"):
+        from ragft.components import corpus_identity
+        from ragft.finetune.backends.lora import lora_adapter_dir
+        from ragft.finetune.lora.artifacts import read_artifact
+
+        artifact = read_artifact(lora_adapter_dir(cfg.home_path / MODELS_DIR,
+                                                  str(status.fine_tuned_model)))
+        lora = {"adapter_path": str(artifact.directory),
+                "base_model_path": str(artifact.base.path),
+                "hyperparameters": artifact.hyperparameters,
+                "corpus": corpus_identity(cfg)}
     version = registry.register(
         name,
         model_id=str(status.fine_tuned_model),
@@ -309,6 +357,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
         training_file_sha256=job.training_sha256 or None,
         metrics=status.metrics,
         backend=job.backend,
+        **lora,
     )
     print(f"registered {name} version {version.version} ({version.model_id}); promote it with "
           f"`ragft models promote {name} {version.version}`")

@@ -37,6 +37,8 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "VersionStatus",
+    "CorpusMismatchWarning",
+    "corpus_mismatch",
     "evaluate_model",
 ]
 
@@ -50,7 +52,14 @@ VersionStatus = Literal["candidate", "promoted", "archived", "rolled_back"]
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
-    """One registered version of a named model."""
+    """One registered version of a named model.
+
+    A LoRA version also records where its adapter is (``adapter_path``, the directory with
+    the adapter files and their manifest), the base model file or directory it applies to
+    (``base_model_path`` — pointed at, never copied), its ``hyperparameters``, and the
+    ``corpus`` it was trained against (``{"path": ..., "index_sha256": ...}``) so using it
+    over another corpus can be flagged (:func:`corpus_mismatch`).
+    """
 
     name: str
     version: int
@@ -63,6 +72,10 @@ class ModelVersion:
     created_at: float = 0.0
     status: VersionStatus = "candidate"
     backend: str | None = None
+    adapter_path: str | None = None
+    base_model_path: str | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    corpus: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -83,6 +96,10 @@ class ModelVersion:
             "created_at": self.created_at,
             "status": self.status,
             "backend": self.backend,
+            "adapter_path": self.adapter_path,
+            "base_model_path": self.base_model_path,
+            "hyperparameters": dict(self.hyperparameters),
+            "corpus": dict(self.corpus),
         }
 
     @classmethod
@@ -173,8 +190,15 @@ class ModelRegistry:
         training_file_sha256: str | None = None,
         metrics: Mapping[str, float] | None = None,
         backend: str | None = None,
+        adapter_path: str | None = None,
+        base_model_path: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        corpus: Mapping[str, str] | None = None,
     ) -> ModelVersion:
-        """Add a new version of ``name`` (numbered 1, 2, ...) as a candidate."""
+        """Add a new version of ``name`` (numbered 1, 2, ...) as a candidate.
+
+        ``adapter_path``, ``base_model_path``, ``hyperparameters`` and ``corpus`` describe a
+        LoRA version (see :class:`ModelVersion`)."""
         if not name or any(c in name for c in ":@/ "):
             raise RegistryError(f"model name {name!r} must be non-empty without ':', '@', '/' "
                                 "or spaces")
@@ -194,6 +218,10 @@ class ModelRegistry:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 created_at=float(self.clock()),
                 backend=backend,
+                adapter_path=adapter_path,
+                base_model_path=base_model_path,
+                hyperparameters=dict(hyperparameters or {}),
+                corpus=dict(corpus or {}),
             )
             entry["versions"].append(version.to_dict())
             atomic_write_json(self.path, data)
@@ -341,6 +369,12 @@ class ModelRegistry:
         """
         if not ref.startswith(REGISTRY_PREFIX):
             return ref
+        return self.lookup(ref).model_id
+
+    def lookup(self, ref: str) -> ModelVersion:
+        """The version behind ``registry:NAME`` (promoted) or ``registry:NAME@N``."""
+        if not ref.startswith(REGISTRY_PREFIX):
+            raise RegistryError(f"{ref!r} is not a registry reference (registry:NAME[@VERSION])")
         spec = ref[len(REGISTRY_PREFIX):]
         name, _, number = spec.partition("@")
         if not name:
@@ -352,7 +386,30 @@ class ModelRegistry:
             except ValueError:
                 raise RegistryError(f"bad version in {ref!r}: {number!r} is not a number") \
                     from None
-        return self.get(name, version).model_id
+        return self.get(name, version)
+
+
+class CorpusMismatchWarning(UserWarning):
+    """A registered model is used with another corpus than the one it was trained against."""
+
+
+def corpus_mismatch(version: ModelVersion, corpus: Mapping[str, str]) -> str | None:
+    """A warning when ``version`` was trained against another corpus (or another state of the
+    index) than ``corpus`` describes; ``None`` when they agree or either is unknown."""
+    trained = version.corpus
+    if not trained or not corpus:
+        return None
+    label = f"{version.name}@{version.version}"
+    if trained.get("path") and corpus.get("path") and trained["path"] != corpus["path"]:
+        return (f"model {label} was trained against corpus {trained['path']} but is used with "
+                f"{corpus['path']}; its answers may not match these documents — retrain it on "
+                f"this corpus or point the config at the one it was trained on")
+    if (trained.get("index_sha256") and corpus.get("index_sha256")
+            and trained["index_sha256"] != corpus["index_sha256"]):
+        return (f"model {label} was trained against an earlier state of the index of "
+                f"{corpus.get('path') or 'this corpus'}; documents changed since — consider "
+                "retraining it")
+    return None
 
 
 # --------------------------------------------------------------------------- evaluation

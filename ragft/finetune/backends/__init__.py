@@ -3,7 +3,10 @@
 * :mod:`.openai` — :class:`~ragft.finetune.backends.openai.OpenAIFineTuneBackend`, the
   official SDK (api.openai.com, Azure OpenAI, OpenAI-compatible servers);
 * :mod:`.local` — :class:`~ragft.finetune.backends.local.LocalFineTuneBackend`, trains small
-  models offline with the trainers of :mod:`ragft.finetune.trainers`.
+  models offline with the trainers of :mod:`ragft.finetune.trainers`;
+* :mod:`.lora` — :class:`~ragft.finetune.backends.lora.LoraFineTuneBackend`, LoRA adapters
+  for open-weights causal LMs (transformers + peft, :mod:`ragft.finetune.lora`), trained in a
+  background process on this machine.
 
 A backend is selected by name (``ragft finetune start --backend NAME``) and found again from
 a job id (``ragft finetune status ID``) through one :class:`BackendSpec` per backend. The
@@ -64,6 +67,8 @@ class BackendSpec:
     ``ftjob-local-`` beats OpenAI's ``ftjob-``). ``priced``: training is billed per token, so
     the CLI prints the estimate before anything is uploaded. ``in_process``: jobs train in this
     process (``start`` follows them to the end and shows their progress as it happens).
+    ``poll_interval`` / ``max_poll_interval``: how often following a job asks for its state
+    (seconds; polls back off from one to the other while nothing happens).
     """
 
     name: str
@@ -72,6 +77,8 @@ class BackendSpec:
     description: str
     priced: bool = False
     in_process: bool = False
+    poll_interval: float = 5.0
+    max_poll_interval: float = 60.0
 
 
 _lock = threading.Lock()
@@ -137,6 +144,17 @@ def _build_local(ctx: BackendContext) -> FineTuneBackend:
 register_backend(BackendSpec(
     name="openai", build=_build_openai, job_prefix="ftjob-",
     description="OpenAI's fine-tuning API (or a compatible server)", priced=True,
+))
+def _build_lora(ctx: BackendContext) -> FineTuneBackend:
+    from ragft.finetune.backends.lora import LoraFineTuneBackend
+
+    return LoraFineTuneBackend(ctx.models_dir)
+
+
+register_backend(BackendSpec(
+    name="lora", build=_build_lora, job_prefix="ftjob-lora-",
+    description="LoRA adapters for open-weights LMs (transformers + peft), trained in a "
+    "background process", poll_interval=1.0, max_poll_interval=5.0,
 ))
 register_backend(BackendSpec(
     name="local", build=_build_local, job_prefix="ftjob-local-",
