@@ -97,6 +97,12 @@ def register(subparsers: Any) -> None:
     e.add_argument("--model", "-m", help="embedding model (default text-embedding-3-small) or "
                    "base model to fine-tune (default gpt-4.1-mini)")
     e.add_argument("--epochs", default="auto", help="training epochs, or 'auto' (default)")
+    e.add_argument("--backend", choices=("api", "lora"), default="api",
+                   help="lora: price a self-hosted LoRA run as hours at the config's [prices] "
+                   "gpu_usd_per_hour, from the training throughput measured by earlier LoRA "
+                   "jobs in the home's ledger (or --tokens-per-second)")
+    e.add_argument("--tokens-per-second", type=float,
+                   help="LoRA training throughput to assume instead of the measured one")
     e.add_argument("--config", "-c", help="TOML config whose [prices] overrides apply")
     e.add_argument("--json", action="store_true", help="print the estimate as JSON")
     e.set_defaults(func=run_estimate)
@@ -113,6 +119,10 @@ def register(subparsers: Any) -> None:
                    "(repeatable); an empty CPQ keeps the measured one, e.g. finetuned=:100")
     c.add_argument("--volumes", default=DEFAULT_VOLUMES, type=_volumes,
                    help="comma-separated queries per month (default: %(default)s)")
+    c.add_argument("--training-job", action="append", default=[], metavar="STRATEGY=JOB_ID",
+                   help="take STRATEGY's setup cost from the ledger's record of that fine-tuning "
+                   "job (tokens, and GPU time for LoRA runs) (repeatable; needs --config)")
+    c.add_argument("--config", "-c", help="TOML config whose home holds the ledger")
     c.add_argument("--amortize-months", type=int, default=12, help="months over which setup is spread")
     c.add_argument("--json", action="store_true", help="print the projection as JSON")
     c.set_defaults(func=run_compare)
@@ -144,6 +154,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     prices = _prices(args.config)
     if path.is_dir():
         est = estimate_corpus_embedding(path, model=args.model or "text-embedding-3-small", prices=prices)
+    elif path.is_file() and args.backend == "lora":
+        est = _estimate_lora(args, path, prices)
     elif path.is_file():
         est = estimate_training_file(
             path, model=args.model or "gpt-4.1-mini", epochs=_epochs(args.epochs), prices=prices
@@ -152,6 +164,34 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise EvaluationError(f"{path} is neither a corpus directory nor a training file")
     print(json.dumps(est.to_dict(), indent=2) if args.json else est.summary())
     return 0
+
+
+def _ledger_records(config: str | None) -> list[Any]:
+    from ragft.components import build_meter
+    from ragft.config import load_config
+
+    ledger = build_meter(load_config(config)).ledger
+    return ledger.read() if ledger is not None else []
+
+
+def _estimate_lora(args: argparse.Namespace, path: Path, prices: PriceTable) -> Any:
+    from ragft.eval.cost import estimate_lora_training, measured_training_throughput
+
+    if args.tokens_per_second:
+        speed, source = float(args.tokens_per_second), "given"
+    else:
+        measured = measured_training_throughput(_ledger_records(args.config))
+        if measured is None:
+            raise EvaluationError(
+                "no LoRA training measured in this home's ledger yet: run a short job first "
+                "(`ragft finetune start FILE --backend lora --model smollm2 --hp max_steps=5 "
+                "--wait`) or pass --tokens-per-second"
+            )
+        speed, jobs = measured
+        source = f"measured over {jobs} job(s) in the ledger"
+    return estimate_lora_training(path, tokens_per_second=speed, epochs=_epochs(args.epochs),
+                                  gpu_usd_per_hour=prices.gpu_usd_per_hour,
+                                  throughput_source=source)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -175,6 +215,22 @@ def run_compare(args: argparse.Namespace) -> int:
             setup_cost=setup if setup is not None else (measured.setup_cost if measured else 0.0),
             amortize_months=args.amortize_months,
         )
+    if args.training_job:
+        from ragft.eval.cost import job_training_cost
+
+        records = _ledger_records(args.config)
+        for spec in args.training_job:
+            name, sep, job_id = spec.partition("=")
+            if not sep or name.strip() not in costs:
+                raise EvaluationError(
+                    f"--training-job {spec!r}: expected STRATEGY=JOB_ID with a strategy from "
+                    f"--from-eval or --strategy (have: {', '.join(costs) or 'none'})"
+                )
+            base = costs[name.strip()]
+            costs[name.strip()] = StrategyCost(
+                cost_per_query=base.cost_per_query, fixed_monthly=base.fixed_monthly,
+                setup_cost=base.setup_cost + job_training_cost(records, job_id.strip()),
+                amortize_months=base.amortize_months)
     if not costs:
         raise EvaluationError(
             "nothing to compare: pass --from-eval result.json and/or --strategy NAME=COST_PER_QUERY, "

@@ -37,7 +37,10 @@ __all__ = [
     "costs_from_eval",
     "embedding_cost",
     "estimate_corpus_embedding",
+    "estimate_lora_training",
     "estimate_training_file",
+    "job_training_cost",
+    "measured_training_throughput",
     "format_break_even",
     "project_monthly_costs",
 ]
@@ -241,6 +244,67 @@ def estimate_training_file(
         source=str(path),
         details={**est.to_dict(), "note": "\n".join(notes)},
     )
+
+
+def measured_training_throughput(records: Iterable[Any]) -> tuple[float, int] | None:
+    """``(tokens per second, number of jobs)`` over the ledger's self-hosted training
+    records (those with ``compute_seconds``), or ``None`` when there are none."""
+    tokens, seconds, jobs = 0, 0.0, 0
+    for record in records:
+        usage = record.usage
+        if record.purpose == "fine-tune" and usage.compute_seconds > 0:
+            tokens += usage.training_tokens
+            seconds += usage.compute_seconds
+            jobs += 1
+    return (tokens / seconds, jobs) if seconds > 0 else None
+
+
+def estimate_lora_training(
+    path: str | Path,
+    *,
+    tokens_per_second: float,
+    gpu_usd_per_hour: float,
+    epochs: int | Literal["auto"] = "auto",
+    throughput_source: str = "given",
+) -> CostEstimate:
+    """What a self-hosted LoRA run on ``path`` costs: its training tokens (counted with
+    tiktoken's cl100k, close to but not exactly the base model's tokenizer) over the
+    throughput ``tokens_per_second``, as hours at ``gpu_usd_per_hour``. ``"auto"`` epochs is
+    the LoRA backend's default, 1."""
+    from ragft.finetune.data import estimate_training
+    from ragft.finetune.lora.hyperparameters import LoraHyperparameters
+
+    if tokens_per_second <= 0:
+        raise EvaluationError(f"tokens_per_second must be > 0, got {tokens_per_second}")
+    n_epochs = LoraHyperparameters().epochs if epochs == "auto" else epochs
+    est = estimate_training(path, model="local/lora", epochs=n_epochs)
+    hours = est.billed_tokens / tokens_per_second / 3600
+    cost = hours * gpu_usd_per_hour
+    rate = cost / est.billed_tokens * 1_000_000 if est.billed_tokens else 0.0
+    return CostEstimate(
+        kind="training", model="lora", items=est.n_examples, tokens=est.billed_tokens,
+        rate_per_million=rate, cost_usd=cost, source=str(path),
+        details={"epochs": n_epochs, "epochs_auto": epochs == "auto", "hours": hours,
+                 "tokens_per_second": tokens_per_second, "gpu_usd_per_hour": gpu_usd_per_hour,
+                 "note": f"{hours:.3f} h at {tokens_per_second:,.0f} training tokens/s "
+                         f"({throughput_source}) x ${gpu_usd_per_hour:.2f}/h"
+                         + ("" if gpu_usd_per_hour else
+                            "; local compute is $0 until the config sets [prices] "
+                            "gpu_usd_per_hour")},
+    )
+
+
+def job_training_cost(records: Iterable[Any], job_id: str) -> float:
+    """The ledger's cost of fine-tuning job ``job_id`` (training tokens and, for self-hosted
+    runs, compute time at the configured GPU price); raises when the ledger has no record of
+    it."""
+    found = [r for r in records if r.purpose == "fine-tune" and r.tags.get("job") == job_id]
+    if not found:
+        raise EvaluationError(
+            f"the ledger has no training record of job {job_id}; it is recorded when the job "
+            "succeeds and is followed (`ragft finetune status JOB`)"
+        )
+    return float(sum(r.cost_usd or 0.0 for r in found))
 
 
 # --------------------------------------------------------------------------- projections

@@ -17,7 +17,17 @@ from ragft.config import load_config  # noqa: E402
 from ragft.finetune.registry import CorpusMismatchWarning  # noqa: E402
 
 from ..finetune.lora.conftest import qa_examples, tiny_llama, write_jsonl  # noqa: E402,F401
-from .test_finetune_cli import CLI  # noqa: E402
+from .test_finetune_cli import CLI as _FinetuneCLI  # noqa: E402
+
+
+class CLI(_FinetuneCLI):
+    """``ragft finetune|models|cost ...`` in-process."""
+
+    def __init__(self, config: Path, capsys: pytest.CaptureFixture[str]):
+        super().__init__(config, capsys)
+        from ragft.cli import cost as cost_cli
+
+        cost_cli.register(self.parser._subparsers._group_actions[0])  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -58,6 +68,19 @@ def test_start_wait_register_list_events_status(cli: CLI, tiny_llama: Path, tmp_
     record = next(r for r in build_meter(cfg).ledger.read() if r.purpose == "fine-tune")
     assert record.usage.training_tokens == status["trained_tokens"]
     assert record.cost_usd == pytest.approx(seconds / 3600 * 3.6)
+
+    # The measured throughput and the GPU price flow into `cost estimate` and `cost compare`.
+    speed = record.usage.training_tokens / record.usage.compute_seconds
+    code, out, err = cli("cost", "estimate", str(train), "--backend", "lora", "--epochs", "2",
+                         "--json")
+    assert code == 0, err
+    est = json.loads(out)
+    assert est["details"]["tokens_per_second"] == pytest.approx(speed)
+    assert est["cost_usd"] == pytest.approx(est["tokens"] / speed / 3600 * 3.6)
+    code, out, err = cli("cost", "compare", "--strategy", "ft_rag=0.001", "--strategy",
+                         "rag=0.002", "--training-job", f"ft_rag={job_id}", "--json")
+    assert code == 0, err
+    assert json.loads(out)["strategies"]["ft_rag"]["setup_cost"] == pytest.approx(record.cost_usd)
 
     registry = json.loads((cfg.home_path / "registry.json").read_text())
     version = registry["models"]["gen"]["versions"][0]
