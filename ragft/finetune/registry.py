@@ -28,7 +28,7 @@ from ragft.answer_metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
 from ragft.storage import atomic_write_json, known_fields, locked, read_json
 from ragft.models.base import ChatModel
-from ragft.models.local import ABSTAIN_TEXT
+from ragft.prompts import ABSTAIN_TEXT
 
 __all__ = [
     "REGISTRY_PREFIX",
