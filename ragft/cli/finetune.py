@@ -13,24 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ragft.components import MODELS_DIR, REGISTRY_FILE
+from ragft.components import JOBS_DIR, REGISTRY_FILE, backend_of_job, build_job_manager
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
-from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus, TrackedJob
+from ragft.finetune.jobs import JobEvent, JobManager, JobStatus, TrackedJob
 
-__all__ = [
-    "JOBS_DIR",
-    "MODELS_DIR",
-    "REGISTRY_FILE",
-    "backend_of_job",
-    "build_backend",
-    "build_manager",
-    "local_embedder",
-    "register",
-]
-
-JOBS_DIR = "jobs"
-LOCAL_JOB_PREFIX = "ftjob-local-"
+__all__ = ["build_manager", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -111,57 +99,13 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- wiring
 
 
-def local_embedder(cfg: RagftConfig) -> Any:
-    """The embedder local training and local-ft models use: the configured one when it is
-    local (MiniLM or hashing), else MiniLM — training must not call a paid API unmetered."""
-    from ragft.components import build_base_embedder
-
-    if cfg.embedding_model.startswith("local/"):
-        return build_base_embedder(cfg)
-    from ragft.models.local import MiniLMEmbedder
-
-    return MiniLMEmbedder()
-
-
 def _progress(event: JobEvent) -> None:
     print(f"  {event.message}", file=sys.stderr, flush=True)
 
 
-def build_backend(cfg: RagftConfig, name: str, *, live: bool = False) -> FineTuneBackend:
-    """The ``local`` or ``openai`` backend wired from the config."""
-    if name == "local":
-        from ragft.finetune.local import LocalFineTuneBackend
-
-        return LocalFineTuneBackend(cfg.home_path / MODELS_DIR, local_embedder(cfg),
-                                    on_event=_progress if live else None)
-    from ragft.components import build_meter
-    from ragft.finetune.jobs import OpenAIFineTuneBackend
-    from ragft.models.openai import make_client
-
-    client = make_client(api_key=cfg.api_key, base_url=cfg.base_url,
-                         timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
-    return OpenAIFineTuneBackend(client, prices=build_meter(cfg, ledger=False).prices)
-
-
 def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) -> JobManager:
-    """A :class:`JobManager` over ``<home>/jobs/<backend>/`` metering to the home ledger."""
-    from ragft.components import build_meter
-
-    backend = build_backend(cfg, backend_name, live=live)
-    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
-
-
-def backend_of_job(job_id: str) -> str:
-    """``local`` for the local backend's job ids, ``openai`` for other ``ftjob-`` ids; anything
-    else is not a job id (said before asking any backend, or for an API key)."""
-    if job_id.startswith(LOCAL_JOB_PREFIX):
-        return "local"
-    if job_id.startswith("ftjob-"):
-        return "openai"
-    raise FineTuneError(
-        f"{job_id!r} is not a fine-tuning job id (they look like ftjob-...); "
-        "`ragft finetune list` shows the jobs started from this home"
-    )
+    """:func:`~ragft.components.build_job_manager`, printing progress when ``live``."""
+    return build_job_manager(cfg, backend_name, on_event=_progress if live else None)
 
 
 def _epochs(value: str) -> int | str:
