@@ -39,6 +39,7 @@ from ragft.errors import (
     RateLimitError,
 )
 from ragft.models.base import Completion, EmbedKind, Embeddings, Message
+from ragft.redact import redact, redact_data, register_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -145,6 +146,7 @@ def _client_kwargs(
 
 
 def _client_settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    register_secret(api_key)  # a key given here directly (not through config) is masked too
     if api_key:
         return api_key, base_url or DEFAULT_BASE_URL
     if base_url:
@@ -166,8 +168,22 @@ def _api_message(exc: openai.APIError) -> str:
     return exc.message
 
 
+def _scrub_sdk_error(exc: Exception) -> None:
+    # The SDK exception stays chained as __cause__ (useful when debugging), so the key a server
+    # may have echoed into it is masked in place: its args (what str() and tracebacks show),
+    # its message and its parsed body.
+    exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(exc, openai.APIError):
+        exc.message = redact(exc.message)
+        exc.body = redact_data(exc.body)
+
+
 def translate_error(exc: Exception, model: str) -> ModelError:
-    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`."""
+    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`.
+
+    Secrets in the server's text are masked (see :mod:`ragft.redact`), in the returned error and
+    in ``exc`` itself, which callers chain as the cause."""
+    _scrub_sdk_error(exc)
     status = getattr(exc, "status_code", None)
     if not isinstance(exc, openai.APIError):
         # json/pydantic failures while reading a 200 response.
