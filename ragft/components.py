@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ragft.config import LOCAL_CHAT, LOCAL_EMBEDDING, RagftConfig
-from ragft.errors import AuthenticationError, ConfigError, FineTuneError, IndexStoreError, ModelError
+from ragft.errors import AuthenticationError, ConfigError, IndexStoreError, ModelError
 from ragft.metering.meter import Budget, Ledger, Meter
 from ragft.metering.prices import PriceTable
 from ragft.models.base import ChatModel, Embedder, SupportsClose
@@ -36,6 +36,7 @@ from ragft.rag.retriever import Retriever
 if TYPE_CHECKING:
     import openai
 
+    from ragft.finetune.backends import BackendContext
     from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
     from ragft.finetune.registry import ModelRegistry
 
@@ -56,6 +57,7 @@ __all__ = [
     "build_local_embedder",
     "build_meter",
     "build_retriever",
+    "finetune_backend_context",
     "local_embedding_model",
     "open_knowledge_base",
 ]
@@ -66,8 +68,6 @@ LEDGER_FILE = "ledger.jsonl"
 REGISTRY_FILE = "registry.json"
 MODELS_DIR = "models"
 JOBS_DIR = "jobs"
-#: Job ids the local fine-tuning backend gives (OpenAI's are ``ftjob-`` + letters and digits).
-LOCAL_JOB_PREFIX = "ftjob-local-"
 
 _T = TypeVar("_T")
 
@@ -228,19 +228,29 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
 # --------------------------------------------------------------------------- fine-tuning jobs
 
 
+def finetune_backend_context(
+    cfg: RagftConfig, *, on_event: Callable[[JobEvent], None] | None = None
+) -> BackendContext:
+    """What fine-tuning backends are built from, wired from the config (each part built only
+    when a backend asks for it: the local backend needs no API key)."""
+    from ragft.finetune.backends import BackendContext
+
+    return BackendContext(
+        models_dir=cfg.home_path / MODELS_DIR,
+        embedder=lambda: build_local_embedder(cfg),
+        openai_client=lambda: OpenAIClients(cfg)(model="OpenAI fine-tuning"),
+        prices=lambda: build_meter(cfg, ledger=False).prices,
+        on_event=on_event,
+    )
+
+
 def build_finetune_backend(
     cfg: RagftConfig, name: str, *, on_event: Callable[[JobEvent], None] | None = None
 ) -> FineTuneBackend:
-    """The ``local`` or ``openai`` fine-tuning backend wired from the config."""
-    if name == "local":
-        from ragft.finetune.local import LocalFineTuneBackend
+    """The fine-tuning backend registered as ``name`` (:mod:`ragft.finetune.backends`)."""
+    from ragft.finetune.backends import backend_spec
 
-        return LocalFineTuneBackend(cfg.home_path / MODELS_DIR, build_local_embedder(cfg),
-                                    on_event=on_event)
-    from ragft.finetune.jobs import OpenAIFineTuneBackend
-
-    client = OpenAIClients(cfg)(model="OpenAI fine-tuning")
-    return OpenAIFineTuneBackend(client, prices=build_meter(cfg, ledger=False).prices)
+    return backend_spec(name).build(finetune_backend_context(cfg, on_event=on_event))
 
 
 def build_job_manager(
@@ -254,16 +264,11 @@ def build_job_manager(
 
 
 def backend_of_job(job_id: str) -> str:
-    """``local`` for the local backend's job ids, ``openai`` for other ``ftjob-`` ids; anything
-    else is not a job id (said before asking any backend, or for an API key)."""
-    if job_id.startswith(LOCAL_JOB_PREFIX):
-        return "local"
-    if job_id.startswith("ftjob-"):
-        return "openai"
-    raise FineTuneError(
-        f"{job_id!r} is not a fine-tuning job id (they look like ftjob-...); "
-        "`ragft finetune list` shows the jobs started from this home"
-    )
+    """The name of the backend whose job ids ``job_id`` looks like; anything else is not a
+    job id (said before asking any backend, or for an API key)."""
+    from ragft.finetune.backends import backend_for_job
+
+    return backend_for_job(job_id).name
 
 
 # --------------------------------------------------------------------------- the parts of a run
