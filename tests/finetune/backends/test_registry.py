@@ -23,18 +23,21 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_builtins_are_registered() -> None:
-    assert backend_names() == ["local", "openai"]
+    assert backend_names() == ["local", "lora", "openai"]
     assert backend_spec("openai").priced and not backend_spec("openai").in_process
     assert backend_spec("local").in_process and not backend_spec("local").priced
+    lora = backend_spec("lora")
+    assert not lora.in_process and not lora.priced and lora.poll_interval < 5
 
 
 def test_job_ids_route_by_longest_prefix() -> None:
     assert backend_for_job(f"{LOCAL_JOB_PREFIX}0123abcd").name == "local"
+    assert backend_for_job("ftjob-lora-0123abcd").name == "lora"
     assert backend_for_job("ftjob-abc123").name == "openai"
     with pytest.raises(FineTuneError, match="not a fine-tuning job id"):
         backend_for_job("file-abc123")
-    with pytest.raises(FineTuneError, match="choose one of local, openai"):
-        backend_spec("lora")
+    with pytest.raises(FineTuneError, match="choose one of local, lora, openai"):
+        backend_spec("vllm")
 
 
 def test_a_new_backend_plugs_in_by_registering(isolated_registry, tmp_path, hashing) -> None:  # type: ignore[no-untyped-def]
@@ -56,4 +59,4 @@ def test_duplicate_names_and_prefixes_are_refused(isolated_registry) -> None:  #
     with pytest.raises(FineTuneError, match="already taken by 'openai'"):
         register_backend(BackendSpec(name="other", build=never, job_prefix="ftjob-",
                                      description=""))
-    assert backend_names() == ["local", "openai"]
+    assert backend_names() == ["local", "lora", "openai"]
