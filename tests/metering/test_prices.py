@@ -113,3 +113,16 @@ def test_usage_rejects_impossible_values() -> None:
         Usage(model="m", input_tokens=1, cached_input_tokens=2)
     with pytest.raises(ValueError, match=">= 0"):
         Usage(model="m", output_tokens=-1)
+
+
+def test_self_hosted_compute_time_is_billed_only_at_a_configured_gpu_price(
+        table: PriceTable) -> None:
+    run = Usage(model="local/SmolLM2-135M-Instruct", kind="training", training_tokens=50_000,
+                compute_seconds=1800.0)
+    assert table.cost(run) == 0.0  # local, no GPU price: $0 (the tokens are still counted)
+    rented = table.with_overrides(gpu_usd_per_hour=2.5)
+    assert rented.cost(run) == pytest.approx(1.25)  # half an hour at $2.50/h
+    assert rented.cost(Usage(model="lora:p1:ftjob-lora-1", input_tokens=10)) == 0.0
+    assert rented.with_overrides().gpu_usd_per_hour == 2.5  # kept by later overrides
+    with pytest.raises(ValueError, match="compute_seconds"):
+        Usage(model="local/x", compute_seconds=-1.0)
