@@ -13,8 +13,9 @@ epochs, seed and hyperparameters — the :class:`~ragft.finetune.jobs.JobManager
 a new attempt that resumes from that checkpoint instead of from scratch.
 
 Layout under ``<models>/lora/``: ``files/`` (uploaded JSONL by content hash), ``jobs/<job
-id>/`` (``job.json``, ``worker.log``, ``work/checkpoints/``) and ``adapters/<job id>/``
-(the adapter and its manifest, :mod:`ragft.finetune.lora.artifacts`). The model id is
+id>/`` (``job.json``, ``worker.log``, ``work/checkpoints/``), ``adapters/<job id>/``
+(the adapter and its manifest, :mod:`ragft.finetune.lora.artifacts`) and ``tokenizers/``
+(tokenizers read out of GGUF files, saved once). The model id is
 ``lora:<suffix>:<job id>``; training is metered under ``local/<base name>`` with the tokens
 read and the compute seconds, which a configured GPU price per hour turns into dollars.
 """
@@ -46,6 +47,8 @@ from ragft.storage import atomic_write_bytes, file_sha256, locked, publish_direc
 __all__ = ["LORA_JOB_PREFIX", "LoraFineTuneBackend", "lora_adapter_dir"]
 
 LORA_JOB_PREFIX = "ftjob-lora-"
+#: Tokenizers read out of GGUF files, saved once per GGUF (see ``load_tokenizer``).
+TOKENIZER_CACHE = "tokenizers"
 #: Set only in the training process's environment: nothing may be fetched at run time.
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -141,7 +144,7 @@ class LoraFineTuneBackend:
             raise FineTuneError(f"suffix {suffix!r} may not contain ':' or '/'")
         train_path = self._file(training_file)
         val_path = self._file(validation_file) if validation_file else None
-        tokenizer = load_tokenizer(ref)
+        tokenizer = load_tokenizer(ref, self.root / TOKENIZER_CACHE)
         encode_file(train_path, tokenizer, max_length=hp.max_length)
         if val_path is not None:
             encode_file(val_path, tokenizer, max_length=hp.max_length)
@@ -159,6 +162,7 @@ class LoraFineTuneBackend:
             "status": status.to_dict(), "events": [], "pid": 0, "cancel_requested": False,
             "base": ref.to_dict(), "hyperparameters": hp.model_dump(), "model_id": model_id,
             "artifact_dir": str(lora_adapter_dir(self.models_dir, model_id)),
+            "tokenizer_cache": str(self.root / TOKENIZER_CACHE),
             "files": {"training": str(train_path), "training_sha256": file_sha256(train_path),
                       "validation": str(val_path) if val_path else None,
                       "validation_sha256": file_sha256(val_path) if val_path else None},

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragft.errors import FineTuneError
-from ragft.storage import file_sha256
+from ragft.storage import file_sha256, publish_directory
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
@@ -144,12 +144,25 @@ def _kwargs(ref: BaseModelRef) -> dict[str, Any]:
     return kwargs
 
 
-def load_tokenizer(ref: BaseModelRef) -> Any:
-    """The base model's tokenizer (with its chat template); a pad token is set if missing."""
+def load_tokenizer(ref: BaseModelRef, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The base model's tokenizer (with its chat template); a pad token is set if missing.
+
+    Reading a tokenizer out of a GGUF rebuilds its vocabulary in Python (seconds to minutes on
+    a busy machine); with ``cache_dir`` the result is saved there once, under the GGUF's
+    fingerprint, and later loads read the saved files.
+    """
     from transformers import AutoTokenizer
 
+    cached = Path(cache_dir) / ref.fingerprint[:32] if cache_dir and ref.gguf_file else None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(ref.directory), **_kwargs(ref))
+        if cached is not None and (cached / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(ref.directory), **_kwargs(ref))
+            if cached is not None:
+                staging = cached.with_name(f".staging-{cached.name}-{os.getpid()}")
+                tokenizer.save_pretrained(str(staging))
+                publish_directory(staging, cached)
     except (OSError, ValueError) as exc:
         raise FineTuneError(f"cannot load the tokenizer of {ref.path}: {exc}") from exc
     if not getattr(tokenizer, "chat_template", None):

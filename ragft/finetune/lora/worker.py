@@ -61,7 +61,7 @@ def _train(record: JobRecord, started: float) -> None:
 
     record.update(message="Validating training file with the base model's tokenizer",
                   status="validating_files")
-    tokenizer = load_tokenizer(ref)
+    tokenizer = load_tokenizer(ref, data.get("tokenizer_cache"))
     train = encode_file(files["training"], tokenizer, max_length=hp.max_length)
     validation = (encode_file(files["validation"], tokenizer, max_length=hp.max_length)
                   if files.get("validation") else [])

@@ -25,7 +25,8 @@ def test_smollm2_from_gguf_trains_two_steps_and_generates(tmp_path: Path) -> Non
 
     ref = resolve_base_model("smollm2")
     assert ref.gguf_file and ref.gguf_file.endswith(".gguf")
-    tok = load_tokenizer(ref)
+    tok = load_tokenizer(ref, tmp_path / "tokenizers")  # read from the GGUF, then saved
+    cached = load_tokenizer(ref, tmp_path / "tokenizers")  # read from the saved files
     rows = [{"messages": [
         {"role": "system", "content": "Answer from the context."},
         {"role": "user", "content": f"Context: The daily meal allowance is ${n}.\n\n"
@@ -33,6 +34,7 @@ def test_smollm2_from_gguf_trains_two_steps_and_generates(tmp_path: Path) -> Non
         {"role": "assistant", "content": f"The daily meal allowance is ${n}."}]}
         for n in (75, 60, 90, 45)]
     data = encode_file(write_jsonl(tmp_path / "t.jsonl", rows), tok, max_length=256)
+    assert encode_file(tmp_path / "t.jsonl", cached, max_length=256) == data
     answer = [t for t, label in zip(data[0].input_ids, data[0].labels) if label != IGNORE_INDEX]
     assert tok.decode(answer).startswith("The daily meal allowance is $75.")
 
