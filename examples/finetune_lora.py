@@ -25,7 +25,7 @@ from typing import Any
 
 from ragft.components import REGISTRY_FILE, build_job_manager, corpus_identity
 from ragft.config import load_config
-from ragft.finetune.backends.lora import lora_adapter_dir
+from ragft.finetune.backends.lora import TOKENIZER_CACHE, lora_adapter_dir
 from ragft.finetune.jobs import JobEvent
 from ragft.finetune.lora.artifacts import read_artifact
 from ragft.finetune.lora.base_models import load_base_model, load_tokenizer, resolve_base_model
@@ -104,7 +104,7 @@ def main() -> int:
     questions = [examples[0]["messages"][:2], examples[1]["messages"][:2]]
     ref = resolve_base_model("smollm2")
     print(f"2. Loading {ref.name} from {ref.path} (de-quantizing the GGUF)...", flush=True)
-    tokenizer = load_tokenizer(ref)
+    tokenizer = load_tokenizer(ref, cfg.home_path / "models" / "lora" / TOKENIZER_CACHE)
     base = load_base_model(ref)
     before = [generate(base, tokenizer, q) for q in questions]
 
