@@ -4,6 +4,7 @@ base model and corpus."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
 from pathlib import Path
@@ -24,10 +25,16 @@ class CLI(_FinetuneCLI):
     """``ragft finetune|models|cost ...`` in-process."""
 
     def __init__(self, config: Path, capsys: pytest.CaptureFixture[str]):
-        super().__init__(config, capsys)
         from ragft.cli import cost as cost_cli
+        from ragft.cli import finetune as finetune_cli
+        from ragft.cli import models as models_cli
 
-        cost_cli.register(self.parser._subparsers._group_actions[0])  # type: ignore[union-attr]
+        super().__init__(config, capsys)
+        parser = argparse.ArgumentParser(prog="ragft")
+        sub = parser.add_subparsers(dest="command")
+        for module in (finetune_cli, models_cli, cost_cli):
+            module.register(sub)
+        self.parser = parser
 
 
 @pytest.fixture
