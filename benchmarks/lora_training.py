@@ -7,7 +7,7 @@ For each rank, a fresh process loads SmolLM2-135M-Instruct from the installed GG
 ``--steps`` measured optimizer steps after one warm-up step, on P1-style examples (a document
 of the sample corpus as context, a question, the answer; ~256 tokens each) and prints:
 training tokens/s (tokens read, padding excluded, over the measured steps), seconds per step,
-the load time and the process's peak RSS. Each rank runs in its own process so its peak RSS
+the load time and the process's RSS (after loading, after training, and its peak). Each rank runs in its own process so its peak RSS
 is its own. Results also go to ``benchmarks/results/lora_training.json``.
 """
 
@@ -45,6 +45,13 @@ def _examples(n: int) -> list[dict]:
     return out
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 0)
+    return float("nan")
+
+
 def run_one(rank: int, steps: int, batch: int) -> dict:
     """Load, train ``1 + steps`` steps at ``rank``, measure (runs in its own process)."""
     import torch
@@ -61,9 +68,10 @@ def run_one(rank: int, steps: int, batch: int) -> dict:
 
     t0 = time.perf_counter()
     ref = resolve_base_model("smollm2")
-    tok = load_tokenizer(ref)
+    tok = load_tokenizer(ref, Path(tempfile.gettempdir()) / "ragft-bench-tokenizers")
     model = load_base_model(ref, pick_device())
     load_s = time.perf_counter() - t0
+    rss_loaded = _rss_mb()
     work = Path(tempfile.mkdtemp(prefix="ragft-lora-bench-"))
     path = work / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _examples(batch * (steps + 1))))
@@ -81,6 +89,7 @@ def run_one(rank: int, steps: int, batch: int) -> dict:
         "tokens_per_second": round((tok2 - tok1) / (t2 - t1), 1),
         "seconds_per_step": round((t2 - t1) / steps, 2),
         "load_seconds": round(load_s, 1),
+        "rss_after_load_mb": rss_loaded, "rss_after_training_mb": _rss_mb(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "trainable_parameters": trainable, "threads": torch.get_num_threads(),
     }
@@ -105,7 +114,8 @@ def main() -> None:
         r = results[-1]
         print(f"r={rank:<3d} {r['tokens_per_second']:7.1f} training tokens/s  "
               f"{r['seconds_per_step']:5.2f} s/step ({r['tokens_per_step']:.0f} tokens)  "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB  load {r['load_seconds']:.1f} s  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB (after load {r['rss_after_load_mb']:.0f}, "
+              f"after training {r['rss_after_training_mb']:.0f})  load {r['load_seconds']:.1f} s  "
               f"{r['trainable_parameters']:,} trainable parameters", flush=True)
     target = ROOT / "benchmarks" / "results" / "lora_training.json"
     target.parent.mkdir(parents=True, exist_ok=True)
