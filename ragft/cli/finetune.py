@@ -301,7 +301,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
                 return
     lora: dict[str, Any] = {}
     if str(status.fine_tuned_model).startswith("lora:"):
-        from ragft.components import corpus_identity
+        from ragft.components import MODELS_DIR, corpus_identity
         from ragft.finetune.backends.lora import lora_adapter_dir
         from ragft.finetune.lora.artifacts import read_artifact
 
