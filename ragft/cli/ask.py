@@ -36,16 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from ragft.strategies import from_config
 
     cfg = load_config(args.config)
-    strategy = from_config(cfg, strategy=args.strategy)
-    if args.stream and not args.json:
-        stream = strategy.stream(args.question)
-        for delta in stream:
-            sys.stdout.write(delta)
-            sys.stdout.flush()
-        sys.stdout.write("\n\n")
-        answer = stream.answer
-        assert answer is not None
-    else:
-        answer = strategy.answer(args.question)
+    with from_config(cfg, strategy=args.strategy) as strategy:
+        if args.stream and not args.json:
+            stream = strategy.stream(args.question)
+            for delta in stream:
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n\n")
+            answer = stream.answer
+            assert answer is not None
+        else:
+            answer = strategy.answer(args.question)
     print(answer_json(answer) if args.json else format_answer(answer))
     return 0

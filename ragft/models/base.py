@@ -27,6 +27,7 @@ __all__ = [
     "StreamingChatModel",
     "SupportsClose",
     "confidence_from_logprobs",
+    "follows_prompts",
 ]
 
 #: An OpenAI-style chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``.
@@ -117,6 +118,14 @@ class StreamingChatModel(ChatModel, Protocol):
     ) -> ChatStream:
         """Stream one reply; usage is on ``stream.completion`` after iteration."""
         ...
+
+
+def follows_prompts(model: ChatModel) -> bool:
+    """Whether ``model`` does what its prompt asks. Models that answer one fixed way whatever
+    the prompt (the offline extractive reader, the local fine-tuned memories and classifiers)
+    declare ``follows_prompts = False``: a feature that sends its own scoring or labelling
+    prompt (an LLM reranker or classifier) cannot use them. Any other model is assumed to."""
+    return bool(getattr(model, "follows_prompts", True))
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from ragft.prompts import BASE_SYSTEM, GENERATOR_SYSTEM
 from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, is_abstention, messages_for, metered
 
-__all__ = ["BaseModel", "FineTuned"]
+__all__ = ["BaseChat", "FineTuned"]
 
 
 class FineTuned(Strategy):
@@ -49,7 +49,7 @@ class FineTuned(Strategy):
         )
 
 
-class BaseModel(FineTuned):
+class BaseChat(FineTuned):
     """The base chat model alone: for open-ended requests (drafting, rewriting text) that
     need no company knowledge. Same mechanics as :class:`FineTuned`, different model and prompt."""
 
