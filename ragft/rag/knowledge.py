@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ragft import defaults
 from ragft.answer import Usage
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.models.base import Embedder
@@ -118,8 +119,8 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         kind: IndexKind = "auto",
-        chunk_tokens: int = 300,
-        chunk_overlap: int = 50,
+        chunk_tokens: int = defaults.CHUNK_TOKENS,
+        chunk_overlap: int = defaults.CHUNK_OVERLAP,
         create: bool = True,
         rebuild: bool = False,
         token_model: str = DEFAULT_TOKEN_MODEL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ragft import defaults
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
 from ragft.prompts import BASE_SYSTEM, GENERATOR_SYSTEM
@@ -27,7 +28,7 @@ class FineTuned(Strategy):
         *,
         meter: Meter,
         system_prompt: str = GENERATOR_SYSTEM,
-        max_tokens: int = 400,
+        max_tokens: int = defaults.MAX_TOKENS,
         name: str | None = None,
     ):
         super().__init__(meter=meter, name=name)
@@ -55,7 +56,7 @@ class BaseChat(FineTuned):
 
     kind = "base"
 
-    def __init__(self, model: ChatModel, *, meter: Meter, max_tokens: int = 400, name: str | None = None):
+    def __init__(self, model: ChatModel, *, meter: Meter, max_tokens: int = defaults.MAX_TOKENS, name: str | None = None):
         super().__init__(
             model,
             meter=meter,

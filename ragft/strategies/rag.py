@@ -14,6 +14,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ragft import defaults
 from ragft.answer import Answer, Source
 from ragft.metering.meter import Meter
 from ragft.metering.tokens import count_tokens
@@ -62,8 +63,8 @@ class RAG(Strategy):
         *,
         meter: Meter,
         top_k: int | None = None,
-        context_tokens: int = 2000,
-        max_tokens: int = 400,
+        context_tokens: int = defaults.CONTEXT_TOKENS,
+        max_tokens: int = defaults.MAX_TOKENS,
         min_confidence: float = 0.0,
         system_prompt: str = RAG_SYSTEM,
         name: str | None = None,
