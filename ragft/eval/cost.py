@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 _TEXT_SUFFIXES = (".md", ".txt")
-_RECORD_SUFFIXES = (".json", ".jsonl")
 
 
 # --------------------------------------------------------------------------- one-off estimates
