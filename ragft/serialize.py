@@ -17,7 +17,7 @@ import datetime
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,34 +58,51 @@ def from_record(cls: type[_T], data: Mapping[str, Any]) -> _T:
     """An instance of the dataclass ``cls`` from a dict :func:`to_record` wrote. Keys that are
     not fields are ignored and missing ones take the field's default (a missing required field
     raises :class:`TypeError`)."""
-    hints = _field_types(cls)
-    values = {name: _revive(hints.get(name), item) for name, item in known_fields(cls, data).items()}
+    values = {}
+    for name, revive in _plan(cls):
+        if name in data:
+            value = data[name]
+            values[name] = value if revive is None or value is None else revive(value)
     return cls(**values)
 
 
+_Reviver = Callable[[Any], Any]
+
+
 @functools.cache
-def _field_types(cls: type) -> dict[str, Any]:
+def _plan(cls: type) -> tuple[tuple[str, _Reviver | None], ...]:
+    # Worked out once per class: most fields (str, int, float, Literal) need nothing.
     try:
-        return typing.get_type_hints(cls)
+        hints = typing.get_type_hints(cls)
     except (NameError, TypeError):  # an annotation only importable for type checkers
-        return {}
+        hints = {}
+    return tuple((f.name, _reviver(hints.get(f.name))) for f in dataclasses.fields(cls))
 
 
-def _revive(kind: Any, value: Any) -> Any:
-    if kind is None or value is None:
-        return value
+def _reviver(kind: Any) -> _Reviver | None:
+    if kind is None:
+        return None
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
-        return _revive(options[0], value) if len(options) == 1 else value
-    if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+        return _reviver(options[0]) if len(options) == 1 else None
+    if dataclasses.is_dataclass(kind):
         own = getattr(kind, "from_dict", None)
-        return own(value) if callable(own) else from_record(kind, value)  # type: ignore[arg-type]
-    if origin is tuple and isinstance(value, list | tuple):
-        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        return tuple(_revive(item, v) for v in value)
-    if origin in (dict, Mapping) and isinstance(value, Mapping):
-        item = args[1] if len(args) == 2 else None
-        return {key: _revive(item, v) for key, v in value.items()}
-    return value
+        build: _Reviver = own if callable(own) else functools.partial(from_record, kind)
+        return lambda value: build(value) if isinstance(value, Mapping) else value
+    if origin is tuple:
+        item = _reviver(args[0]) if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None:
+            return lambda value: tuple(value) if isinstance(value, list | tuple) else value
+        return lambda value: (
+            tuple(v if v is None else item(v) for v in value) if isinstance(value, list | tuple) else value
+        )
+    if origin in (dict, Mapping):
+        item = _reviver(args[1]) if len(args) == 2 else None
+        if item is None:
+            return lambda value: dict(value) if isinstance(value, Mapping) else value
+        return lambda value: (
+            {k: v if v is None else item(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+        )
+    return None

@@ -36,6 +36,7 @@ from ragft.models.base import (
     SupportsClose,
 )
 from ragft.redact import redact
+from ragft.serialize import to_record
 
 __all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredChatStream", "MeteredEmbedder", "RollUp"]
 
@@ -98,7 +99,7 @@ class RollUp:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return dict(self.__dict__)
+        return to_record(self)
 
 
 class Ledger:
