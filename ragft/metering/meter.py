@@ -31,6 +31,7 @@ from ragft.models.base import (
     Embedder,
     Embeddings,
     EmbedKind,
+    GeneratedStream,
     Message,
     StreamingChatModel,
     SupportsClose,
@@ -450,15 +451,13 @@ class MeteredChatModel:
         return MeteredChatStream(self, messages, max_tokens=max_tokens, temperature=temperature)
 
 
-class MeteredChatStream:
+class MeteredChatStream(GeneratedStream):
     """The text deltas of one metered call (a :class:`~ragft.models.base.ChatStream`).
 
     Iterate once; afterwards :attr:`completion` holds the wrapped model's completion. Stopping
     early (or :meth:`close`) still records the call, billing the text seen as an estimate when
     the model reported no usage.
     """
-
-    completion: Completion | None
 
     def __init__(
         self,
@@ -468,27 +467,14 @@ class MeteredChatStream:
         max_tokens: int | None,
         temperature: float,
     ):
-        self.completion = None
         self._model = model
         self._messages = list(messages)
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._inner: ChatStream | None = None
-        self._iterator = self._run()
+        super().__init__()
 
-    def __iter__(self) -> Iterator[str]:
-        """Yield text deltas as they arrive (a second iteration yields nothing)."""
-        return self._iterator
-
-    def __enter__(self) -> MeteredChatStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop reading: the call is recorded and the wrapped stream released."""
-        self._iterator.close()
+    def _release(self) -> None:
         if isinstance(self._inner, SupportsClose):
             self._inner.close()
 

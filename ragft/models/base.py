@@ -8,9 +8,9 @@ protocols and report real token usage on every result. Nothing here knows about 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "Embedder",
     "Embeddings",
     "EmbedKind",
+    "GeneratedStream",
     "Message",
     "StreamingChatModel",
     "SupportsClose",
@@ -103,6 +104,42 @@ class ChatStream(Protocol):
     def __iter__(self) -> Iterator[str]:
         """Yield text deltas as they arrive."""
         ...
+
+
+class GeneratedStream:
+    """A :class:`ChatStream` produced by one generator, :meth:`_run`, which yields the deltas
+    and sets :attr:`completion` when it finishes. Iterate once (a second iteration yields
+    nothing). Use as a context manager, or call :meth:`close`, to stop early and release what
+    the stream holds."""
+
+    completion: Completion | None
+
+    def __init__(self) -> None:
+        self.completion = None
+        self._iterator = self._run()
+
+    def _run(self) -> Generator[str, None, None]:
+        """Yield the deltas; set :attr:`completion` at the end."""
+        raise NotImplementedError
+        yield  # pragma: no cover  (makes this a generator function)
+
+    def _release(self) -> None:
+        """Release what the stream holds, after its generator is closed (nothing by default)."""
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield text deltas as they arrive."""
+        return self._iterator
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the stream; ``completion`` stays ``None`` if unfinished."""
+        self._iterator.close()
+        self._release()
 
 
 @runtime_checkable
