@@ -62,8 +62,13 @@ install_pgvector() {
   local aptlog="$work/apt.log"
 
   if ! dpkg-query -W -f='${Status}' "postgresql-server-dev-$version" 2>/dev/null | grep -q "ok installed"; then
-    apt_quiet "$aptlog" update -qq
-    apt_quiet "$aptlog" install -y -qq --no-install-recommends "postgresql-server-dev-$version"
+    # From the lists apt already has, which match the installed server; refresh them only if
+    # that fails (a refresh can pull a newer point release of the server along with it).
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "postgresql-server-dev-$version" >>"$aptlog" 2>&1; then
+      apt_quiet "$aptlog" update -qq
+      apt_quiet "$aptlog" install -y -qq --no-install-recommends "postgresql-server-dev-$version"
+    fi
   fi
 
   # A private apt configuration that knows only trixie's deb-src, with its own lists and no
