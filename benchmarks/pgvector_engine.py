@@ -30,6 +30,11 @@ the plainto query with its terms ORed, vs ragft's BM25Index: latency p50/p95 at 
 rows, and SciFact nDCG@10 (300 test queries, top 100 chunks scored by best chunk per
 document) on the unreplicated corpus.
 
+The README's figures came from three partial runs while SciFact was still being embedded:
+``--cached-only`` (A: all parts but lexical, 7,424 chunks); ``--cached-only --parts pg-dense
+--m 16`` with RAGFT_PG_SHARED_BUFFERS=1GB (B, 9,855 chunks); ``--cached-only --parts
+faiss-flat,lexical --lexical-queries 30`` (B's data); and ``--lexical-quality``.
+
 Server settings are the throwaway cluster's (fsync off: writes are faster than on a durable
 server); queries run with jit = off and max_parallel_workers_per_gather = 0, so every figure
 is one core's work. Writes benchmarks/results/pgvector_engine.json.
@@ -74,7 +79,7 @@ from ragft.rag.knowledge import CACHE_FILE, KnowledgeBase  # noqa: E402
 K = 10
 POOL = 100  # chunks fetched per query for nDCG@10 over documents
 TABLE, BASE_TABLE = "bench_chunks", "bench_scifact"
-ALL_PARTS = ("faiss", "pg-dense", "updates", "lexical")
+ALL_PARTS = ("faiss", "pg-dense", "updates", "lexical")  # "faiss-flat": FAISS without HNSW
 
 
 # --------------------------------------------------------------------------- data
@@ -178,7 +183,7 @@ def doc_ndcg(ranked_chunks: Sequence[Sequence[Chunk]], qrels: dict, qids: Sequen
 
 
 def bench_faiss(x: np.ndarray, q: np.ndarray, truth: np.ndarray, ms: list[int], efc: int,
-                efs: list[int]) -> dict[str, Any]:
+                efs: list[int], hnsw: bool = True) -> dict[str, Any]:
     faiss.omp_set_num_threads(1)
     out: dict[str, Any] = {}
     flat = faiss.IndexFlatIP(x.shape[1])
@@ -188,7 +193,8 @@ def bench_faiss(x: np.ndarray, q: np.ndarray, truth: np.ndarray, ms: list[int], 
     found, times = timed(lambda v: flat.search(v[None, :], K)[1][0].tolist(), list(q))
     out["flat"] = {"build_s": round(build, 2), "bytes": int(faiss.serialize_index(flat).nbytes),
                    **percentiles(times), "recall@10": recall(found, truth)}
-    for m in ms:
+    print(f"  faiss flat: {out['flat']}", flush=True)
+    for m in ms if hnsw else []:
         index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = efc
         t0 = time.perf_counter()
@@ -399,6 +405,8 @@ def main() -> None:
                         help="only SciFact nDCG@10 of the lexical methods, whole corpus, no vectors")
     parser.add_argument("--parts", default=",".join(ALL_PARTS),
                         help="which measurements (comma-separated): " + ", ".join(ALL_PARTS))
+    parser.add_argument("--lexical-queries", type=int, default=300,
+                        help="queries timed per lexical method at --rows (ORed full text is slow)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--noise", type=float, default=0.015, help="per-dimension sigma of copies")
     parser.add_argument("--m", default="16,32")
@@ -433,9 +441,10 @@ def main() -> None:
                            "noise_sigma": args.noise, "copy_cosine_to_original": round(copy_cos, 4),
                            "queries": len(q), "ef_construction": args.ef_construction}
     parts = set(args.parts.split(","))
-    if "faiss" in parts:
+    if parts & {"faiss", "faiss-flat"}:
         print("FAISS", flush=True)
-        out["faiss"] = bench_faiss(x, q, truth, ms, args.ef_construction, efs)
+        out["faiss"] = bench_faiss(x, q, truth, ms, args.ef_construction, efs,
+                                   hnsw="faiss" in parts)
 
     conn = connect(args.dsn)
     out["postgres"] = {"server": conn.execute("SHOW server_version").fetchone()[0],
@@ -453,7 +462,8 @@ def main() -> None:
     out["postgres"]["total_bytes_with_indexes"] = size(conn, TABLE, "total")
     if "lexical" in parts:
         out["lexical"] = lexical_at_scale(conn, chunks, base_chunks, base_x, q, qtexts, qrels,
-                                          qids, ms[-1], args.ef_construction, max(efs))
+                                          qids, ms[-1], args.ef_construction, max(efs),
+                                          args.lexical_queries)
     conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
     conn.close()
 
@@ -469,18 +479,20 @@ def main() -> None:
 
 def lexical_at_scale(conn: psycopg.Connection, chunks: list[Chunk], base_chunks: list[Chunk],
                      base_x: np.ndarray, q: np.ndarray, qtexts: list[str], qrels: dict,
-                     qids: list[str], m: int, efc: int, ef: int) -> dict[str, Any]:
+                     qids: list[str], m: int, efc: int, ef: int, n_latency: int
+                     ) -> dict[str, Any]:
     """Lexical latency at the replicated size; nDCG@10 on the unreplicated corpus."""
     print("lexical", flush=True)
     lex: dict[str, Any] = {"postgres_fts": add_fts(conn, TABLE)}
     for name, sql in fts_queries(TABLE, K).items():
-        _, times = timed(lambda t, s=sql: conn.execute(s, (t,), prepare=True).fetchall(), qtexts)
+        _, times = timed(lambda t, s=sql: conn.execute(s, (t,), prepare=True).fetchall(),
+                         qtexts[:n_latency])
         lex[f"{name} @ {len(chunks)}"] = percentiles(times)
         print(f"  {name}: {lex[f'{name} @ {len(chunks)}']}", flush=True)
     t0 = time.perf_counter()
     bm25_big = BM25Index.from_chunks(chunks)
     lex["bm25_build_s"] = round(time.perf_counter() - t0, 2)
-    _, times = timed(lambda t: bm25_big.search(t, K), qtexts)
+    _, times = timed(lambda t: bm25_big.search(t, K), qtexts[:n_latency])
     lex[f"ragft BM25 @ {len(chunks)}"] = percentiles(times)
     print(f"  bm25: {lex[f'ragft BM25 @ {len(chunks)}']}", flush=True)
     del bm25_big
