@@ -144,7 +144,8 @@ def bare_environment(cfg: RagftConfig) -> ModelEnvironment:
     def local_embedder(name: str | None = None) -> Embedder:
         return build_embedding_model(name or local_embedding_model(cfg), env)
 
-    env = ModelEnvironment(cfg.home_path / MODELS_DIR, OpenAIClients(cfg), local_embedder)
+    env = ModelEnvironment(cfg.home_path / MODELS_DIR, OpenAIClients(cfg), local_embedder,
+                           concurrency=cfg.backend.concurrency)
     return env
 
 
@@ -291,7 +292,8 @@ class Components:
         self._cache: dict[str, object] = {}
         self._clients = OpenAIClients(cfg)
         #: What every model builder of this run receives.
-        self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder)
+        self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder,
+                                    concurrency=cfg.backend.concurrency)
 
     def _once(self, key: str, make: Callable[[], _T]) -> _T:
         if key not in self._cache:
