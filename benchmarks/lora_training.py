@@ -52,7 +52,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def run_one(rank: int, steps: int, batch: int) -> dict:
+def run_one(rank: int, steps: int, batch: int, checkpointing: bool = False) -> dict:
     """Load, train ``1 + steps`` steps at ``rank``, measure (runs in its own process)."""
     import torch
 
@@ -77,7 +77,8 @@ def run_one(rank: int, steps: int, batch: int) -> dict:
     path.write_text("".join(json.dumps(r) + "\n" for r in _examples(batch * (steps + 1))))
     data = encode_file(path, tok, max_length=512)
     marks: list[tuple[float, int]] = []
-    hp = LoraHyperparameters(rank=rank, batch_size=batch, max_steps=steps + 1, dropout=0.05)
+    hp = LoraHyperparameters(rank=rank, batch_size=batch, max_steps=steps + 1, dropout=0.05,
+                             gradient_checkpointing=checkpointing)
     train_lora(model, tok, data, hyperparameters=hp, work_dir=work / "run",
                on_progress=lambda kind, msg, d: marks.append((time.perf_counter(), d["tokens"]))
                if kind == "step" else None)
@@ -85,6 +86,7 @@ def run_one(rank: int, steps: int, batch: int) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "rank": rank, "batch": batch, "measured_steps": steps,
+        "gradient_checkpointing": checkpointing,
         "tokens_per_step": round((tok2 - tok1) / steps, 1),
         "tokens_per_second": round((tok2 - tok1) / (t2 - t1), 1),
         "seconds_per_step": round((t2 - t1) / steps, 2),
@@ -100,24 +102,30 @@ def main() -> None:
     ap.add_argument("--ranks", default="8,16", help="comma-separated LoRA ranks")
     ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps per rank")
     ap.add_argument("--batch", type=int, default=4, help="examples per step")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="recompute activations in the backward pass (less memory)")
     ap.add_argument("--one-rank", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one_rank is not None:
-        print(json.dumps(run_one(args.one_rank, args.steps, args.batch)))
+        print(json.dumps(run_one(args.one_rank, args.steps, args.batch,
+                                 args.gradient_checkpointing)))
         return
     results = []
     for rank in [int(r) for r in args.ranks.split(",")]:
         out = subprocess.run([sys.executable, __file__, "--one-rank", str(rank), "--steps",
-                              str(args.steps), "--batch", str(args.batch)],
+                              str(args.steps), "--batch", str(args.batch)]
+                             + (["--gradient-checkpointing"] if args.gradient_checkpointing else []),
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"r={rank:<3d} {r['tokens_per_second']:7.1f} training tokens/s  "
+        print(f"r={rank:<3d}{' gc' if args.gradient_checkpointing else ''} "
+              f"{r['tokens_per_second']:7.1f} training tokens/s  "
               f"{r['seconds_per_step']:5.2f} s/step ({r['tokens_per_step']:.0f} tokens)  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB (after load {r['rss_after_load_mb']:.0f}, "
               f"after training {r['rss_after_training_mb']:.0f})  load {r['load_seconds']:.1f} s  "
               f"{r['trainable_parameters']:,} trainable parameters", flush=True)
-    target = ROOT / "benchmarks" / "results" / "lora_training.json"
+    suffix = "-gradient-checkpointing" if args.gradient_checkpointing else ""
+    target = ROOT / "benchmarks" / "results" / f"lora_training{suffix}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps({"smollm2-135m": results}, indent=2) + "\n")
     print(f"wrote {target}")

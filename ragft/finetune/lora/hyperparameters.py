@@ -48,6 +48,9 @@ class LoraHyperparameters(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     max_grad_norm: float = Field(1.0, gt=0, le=1000.0, description="gradient clipping")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: far less memory, "
+        "~30% more time")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="auto: CUDA, then MPS, then CPU"
     )

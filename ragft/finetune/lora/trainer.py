@@ -155,9 +155,14 @@ def _wrap(model: Any, hp: LoraHyperparameters) -> Any:
     config = LoraConfig(r=hp.rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
         raise FineTuneError(f"cannot apply LoRA to this model: {exc}") from exc
+    if hp.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad (the base is frozen).
+        peft_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    return peft_model
 
 
 def _restore(peft_model: Any, ckpt: CheckpointInfo, optimizer: Any, scheduler: Any) -> None:

@@ -77,6 +77,19 @@ def test_loss_decreases_adapter_saves_reloads_and_merges(tiny_llama: Path, tmp_p
         assert torch.allclose(merged(prompt).logits, result.model(prompt).logits, atol=1e-4)
 
 
+def test_gradient_checkpointing_trains_the_same(tiny_llama: Path, tmp_path: Path) -> None:
+    ref, tok, data = _setup(tiny_llama, tmp_path)
+    runs = []
+    for checkpointing in (False, True):
+        hp = LoraHyperparameters(epochs=1, gradient_checkpointing=checkpointing, **FAST)
+        losses: list[float] = []
+        train_lora(load_base_model(ref), tok, data, hyperparameters=hp,
+                   work_dir=tmp_path / f"gc-{checkpointing}",
+                   on_progress=lambda k, m, d: losses.append(d["train_loss"]) if k == "step" else None)
+        runs.append(losses)
+    assert runs[1] == pytest.approx(runs[0], rel=1e-4)
+
+
 def test_resume_continues_from_the_checkpoint_exactly(tiny_llama: Path, tmp_path: Path) -> None:
     ref, tok, data = _setup(tiny_llama, tmp_path)
     hp = LoraHyperparameters(epochs=3, **FAST)
