@@ -91,7 +91,8 @@ def register(subparsers: Any) -> None:
                     help="a training hyperparameter (repeatable), e.g. --hp rank=8 "
                     "--hp learning_rate=3e-4 --hp target_modules=q_proj,v_proj (lora backend: "
                     "epochs, learning_rate, rank, alpha, dropout, target_modules, max_length, "
-                    "batch_size, gradient_accumulation, warmup_ratio, max_steps, device)")
+                    "batch_size, gradient_accumulation, warmup_ratio, max_steps, gradient_checkpointing, "
+                    "device)")
     sp.add_argument("--purpose", choices=PURPOSES,
                     help="what the model is for (default: detected from the file)")
     sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
