@@ -327,7 +327,8 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
 
     ``{"query", "passage"}`` rows are embedding-adapter pairs. Chat files written by this
     module's builders are recognised by their system prompt. Otherwise: a file whose replies
-    come from a small set of one-word labels is a router; one whose replies repeat most of the
+    are one-word labels that repeat (on average three times or more, any number of distinct
+    labels) is a router; one whose replies repeat most of the
     user's words (query + expansion) is a rewriter; anything else is a generator. Pass the
     purpose explicitly when the guess could be wrong.
     """
@@ -346,7 +347,9 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     replies = [message_text(ex, "assistant", last=True).strip() for ex in examples]
     distinct = set(replies)
     label_like = all(r and len(r.split()) == 1 and len(r) <= 40 for r in replies)
-    if label_like and len(distinct) <= max(2, min(50, len(replies) // 3)):
+    # Labels repeat (on average three times or more) however many there are: a 150-intent
+    # set is as much a router as a 4-class one. One-word *answers* rarely repeat that often.
+    if label_like and len(distinct) <= max(2, len(replies) // 3):
         return "router"
     recalls = []
     for ex, reply in zip(examples, replies, strict=True):

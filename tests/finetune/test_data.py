@@ -97,6 +97,17 @@ def test_detect_purpose(chat) -> None:  # type: ignore[no-untyped-def]
     assert detect_purpose(answers) == "generator"
 
 
+def test_detect_purpose_many_one_word_labels_is_a_router(chat) -> None:  # type: ignore[no-untyped-def]
+    # A 150-intent data set as a plain chat JSONL: 150 distinct one-word labels, each repeated.
+    intents = [f"intent_{k}" for k in range(150)]
+    rows = [chat(f"utterance {i} about {intents[i % 150]}", intents[i % 150], system=None)
+            for i in range(150 * 6)]
+    assert detect_purpose(rows) == "router"
+    # One-word replies that (almost) never repeat are answers, however many there are.
+    answers = [chat(f"what is the code of item {i}?", f"X{i}", system=None) for i in range(300)]
+    assert detect_purpose(answers) == "generator"
+
+
 # --------------------------------------------------------------------------- files and splits
 
 
