@@ -227,11 +227,13 @@ def job_key(
     epochs: int | str,
     seed: int | None,
     validation_sha256: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
 ) -> str:
     """SHA-256 identifying a job by what defines it; equal inputs -> the same job.
 
-    The validation file's hash is part of it too (a different validation set is a different
-    job), but ``None`` keeps the key of jobs without one unchanged.
+    The validation file's hash and hyperparameters beyond the epochs are part of it too (a
+    different validation set or ``l2`` is a different job), but ``None`` keeps the key of jobs
+    without them unchanged.
     """
     parts: dict[str, Any] = {
         "backend": backend,
@@ -243,6 +245,8 @@ def job_key(
     }
     if validation_sha256:
         parts["validation_sha256"] = validation_sha256
+    if hyperparameters:
+        parts["hyperparameters"] = dict(hyperparameters)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -276,6 +280,7 @@ class TrackedJob:
     usage_recorded: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fine_tuned_model(self) -> str | None:
@@ -288,6 +293,7 @@ class TrackedJob:
         data["status"] = self.status.to_dict() if self.status else None
         data["attempts"] = list(self.attempts)
         data["seen_events"] = list(self.seen_events)
+        data["hyperparameters"] = dict(self.hyperparameters)
         data["format"] = 1
         return data
 
@@ -298,6 +304,7 @@ class TrackedJob:
         values["status"] = JobStatus.from_dict(data["status"]) if data.get("status") else None
         values["attempts"] = tuple(data.get("attempts", ()))
         values["seen_events"] = tuple(data.get("seen_events", ()))
+        values["hyperparameters"] = dict(data.get("hyperparameters") or {})
         return cls(**values)
 
 
@@ -398,6 +405,7 @@ class JobManager:
         seed: int | None = None,
         purpose: str | None = None,
         validate: bool = True,
+        hyperparameters: Mapping[str, Any] | None = None,
     ) -> TrackedJob:
         """Start (or resume) the job defined by these inputs and return its record.
 
@@ -407,6 +415,8 @@ class JobManager:
         key exists — when a previous run crashed *while* creating, the backend is first asked
         for a job tagged with this key. A previous attempt that failed or was cancelled is kept
         in ``attempts`` and a new job is created from the already uploaded files.
+        ``hyperparameters`` are passed to the backend beside ``n_epochs`` (e.g. the local
+        router's ``{"l2": 1e-4}``).
         """
         training_path = Path(training_file)
         if not training_path.is_file():
@@ -426,6 +436,7 @@ class JobManager:
             epochs=epochs,
             seed=seed,
             validation_sha256=val_sha,
+            hyperparameters=hyperparameters,
         )
         # The lock stops two processes from racing to create the same job.
         with locked(self._path(key)):
@@ -457,6 +468,7 @@ class JobManager:
                     validation_path=str(validation_path.resolve()) if validation_path else None,
                     validation_sha256=val_sha,
                     created_at=now,
+                    hyperparameters=dict(hyperparameters or {}),
                 )
             self.backend.check_model(model)
             if job.purpose is None:
@@ -509,7 +521,7 @@ class JobManager:
                 validation_file=job.validation_file_id,
                 suffix=job.suffix,
                 seed=job.seed,
-                hyperparameters={"n_epochs": job.epochs},
+                hyperparameters={**job.hyperparameters, "n_epochs": job.epochs},
                 metadata=metadata,
             )
         except FineTuneBackendUnavailable:

@@ -71,9 +71,9 @@ class LocalFineTuneBackend:
     artifact directory per trained model. ``background=True`` trains in a thread (poll it
     with :meth:`retrieve_job` like a remote job); by default :meth:`create_job` returns when
     training has finished. ``on_event`` sees every event as it is logged (live progress).
-    Hyperparameters: ``n_epochs`` (int or ``"auto"``) scales the iterative trainers (router:
-    100 gradient steps per epoch, 300 for auto; adapter: epochs over the pairs, 10 for auto);
-    what is trained is :data:`~ragft.finetune.trainers.TRAINERS`' entry for the purpose.
+    Hyperparameters: ``n_epochs`` (int or ``"auto"``) is the adapter's number of passes over
+    its pairs (10 for auto); the router is fitted to convergence and refuses a set number of
+    epochs, its ``l2`` (a number or ``"auto"``) sets its regularisation. What is trained is :data:`~ragft.finetune.trainers.TRAINERS`' entry for the purpose.
     """
 
     name = "local"
@@ -339,6 +339,7 @@ class LocalFineTuneBackend:
             train=train, validation=validation, embedder=self.embedder,
             epochs=None if epochs_param in (None, "auto") else int(epochs_param), seed=seed,
             on_step=on_step, adapter_identity_l2=self.adapter_identity_l2,
+            hyperparameters=dict(status.hyperparameters),
         ))
         self._check_cancel(job_id)
         model_id = f"{LOCAL_FT_PREFIX}{purpose}:{record['suffix']}:{job_id}"
