@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 import time
 import uuid
@@ -49,6 +48,7 @@ from ragft.eval.judge import LLMJudge
 from ragft.eval.quality import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
+from ragft.route import Route
 from ragft.strategies.base import Strategy
 
 __all__ = [
@@ -150,31 +150,17 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-def route_key(route: str) -> str:
-    """The first decision in a route string, for counting the route mix.
+def route_key(route: Route) -> str:
+    """The first decision of a route, for counting the route mix.
 
     ``"router: procedural (0.93) -> finetuned | ..."`` -> ``"router: procedural"``;
-    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated
-    (its route continues after ``" | "``) -> ``"cascade: fallback"``; a simple strategy ->
-    its kind (``"rag"``), or ``"rag: abstain"`` when its route ends in an abstention.
+    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated ->
+    ``"cascade: fallback"``; a simple strategy -> its kind (``"rag"``), or ``"rag: abstain"``
+    when it declined without an answer.
     """
-    head = route.split(" | ", 1)[0].strip()
-    kind, sep, rest = head.partition(":")
-    kind = kind.strip()
-    if not sep or not kind:
-        return head[:40] or "-"
-    rest = rest.strip()
-    if kind == "cascade":
-        return "cascade: fallback" if " | " in route else "cascade: kept"
-    if kind == "router":
-        label = re.match(r"([\w-]+) \(", rest)
-        if label:
-            return f"router: {label.group(1)}"
-        default = re.search(r"-> default (\S+)", rest)
-        return f"router: default ({default.group(1)})" if default else "router: default"
-    if re.search(r"->\s*abstain\b", head):
-        return f"{kind}: abstain"
-    return kind
+    if not route.strategy:
+        return str(route)[:40] or "-"
+    return f"{route.strategy}: {route.decision}" if route.decision else route.strategy
 
 
 # --------------------------------------------------------------------------- summaries
@@ -483,7 +469,7 @@ def _record(
     return QuestionRecord(
         **common,
         answer=answer.text,
-        route=answer.route,
+        route=str(answer.route),
         route_key=route_key(answer.route),
         outcome=scores.outcome,
         abstained=answer.abstained,
