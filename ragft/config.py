@@ -116,7 +116,9 @@ class RouterConfig(_Strict):
 
     classifier: Literal["trained", "rules", "llm"] = "trained"
     default_route: str = "rag"
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    #: ``None``: the trained router's own threshold, chosen on validation data when it was
+    #: trained (0 for classifiers that have none); a number overrides it.
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
     routes: dict[str, str] = Field(
         default_factory=lambda: {
             "factual": "rag",

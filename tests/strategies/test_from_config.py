@@ -136,3 +136,31 @@ def test_openai_model_without_a_key_is_a_clear_error(home) -> None:
 
     with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
         from_config(cfg, strategy="rag")
+
+
+def test_rules_router_needs_no_model_of_a_route_no_query_takes(home, tmp_path) -> None:
+    # Same index, but a registry without any fine-tuned model.
+    cfg = load_config(home / "ragft.toml", overrides={
+        "strategy.router.classifier": "rules", "models.finetuned": "registry:nothing_here"})
+    router = from_config(cfg, strategy="router")  # used to fail: no model 'nothing_here'
+    a = router.answer("What is the meal per diem?")
+    assert str(a.route).startswith("router: factual (1.00) -> rag | rag: "), str(a.route)
+    with pytest.raises(RegistryError, match=r"router route 'procedural' -> 'finetuned': .*nothing_here"):
+        router.answer("How do I request a new laptop?")
+    typo = cfg.with_overrides(**{"strategy.router.routes": {"factual": "rga"}})
+    with pytest.raises(ConfigError, match="router route 'factual' -> 'rga': unknown strategy"):
+        from_config(typo, strategy="router")
+
+
+def test_router_uses_the_threshold_stored_with_the_model_unless_configured(home) -> None:
+    from ragft.components import Components, build_meter
+
+    cfg = load_config(home / "ragft.toml")
+    stored = Components(cfg, build_meter(cfg, ledger=False)).router_chat().min_score
+    assert stored is not None and 0.0 <= stored < 1.0
+    assert cfg.strategy.router.min_score is None
+    assert from_config(cfg, strategy="router").min_score == stored  # type: ignore[attr-defined]
+    fixed = cfg.with_overrides(**{"strategy.router.min_score": 0.4})
+    assert from_config(fixed, strategy="router").min_score == 0.4  # type: ignore[attr-defined]
+    rules = cfg.with_overrides(**{"strategy.router.classifier": "rules"})
+    assert from_config(rules, strategy="router").min_score == 0.0  # type: ignore[attr-defined]
