@@ -37,8 +37,7 @@ from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.prompts import (
     GENERATOR_SYSTEM,
     REWRITER_SYSTEM,
-    ROUTER_SYSTEM_PREFIX,
-    router_system_prompt,
+    ROUTER_SYSTEM,
 )
 from ragft.textutil import content_words
 
@@ -50,7 +49,7 @@ __all__ = [
     "MIN_EXAMPLES",
     "PURPOSES",
     "REWRITER_SYSTEM",
-    "ROUTER_SYSTEM_PREFIX",
+    "ROUTER_SYSTEM",
     "DataProblem",
     "Example",
     "Purpose",
@@ -68,7 +67,6 @@ __all__ = [
     "read_jsonl",
     "rewriter_examples",
     "router_examples",
-    "router_system_prompt",
     "split_examples",
     "validate_examples",
     "validate_file",
@@ -92,6 +90,10 @@ ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 ALLOWED_MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 )
+
+
+#: How router files built before the label list left the prompt begin (still recognised).
+_LISTING_ROUTER_PREFIX = "Classify the user's query into exactly one of these labels:"
 
 
 # --------------------------------------------------------------------------- builders
@@ -170,8 +172,10 @@ def router_examples(
     """Chat examples teaching a classifier: the assistant's reply is exactly the label.
 
     Every label must be one of ``labels`` (a typo in the data would otherwise silently create
-    a new class). The default system prompt lists the labels, which also lets
-    :func:`detect_purpose` recognise the file.
+    a new class). The default system prompt is :data:`~ragft.prompts.ROUTER_SYSTEM` — what
+    ``TrainedClassifier`` sends at query time, and what lets :func:`detect_purpose` recognise
+    the file. It does not list the labels: the model learns them from the examples, and a
+    list repeated in every example is billed in every example.
     """
     if not labels:
         raise TrainingDataError("router_examples needs a non-empty list of labels")
@@ -187,7 +191,7 @@ def router_examples(
         raise TrainingDataError(
             f"{len(bad)} unknown label(s):\n" + "\n".join(f"  {p}" for p in bad[:20]), bad
         )
-    prompt = system if system is not None else router_system_prompt(allowed)
+    prompt = system if system is not None else ROUTER_SYSTEM
     return [_chat(prompt, q, lab) for q, lab in pairs]
 
 
@@ -328,7 +332,7 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     if "messages" not in first and "query" in first and ("passage" in first or "positive" in first):
         return "adapter"
     system = message_text(first, "system")
-    if system.startswith(ROUTER_SYSTEM_PREFIX):
+    if system == ROUTER_SYSTEM or system.startswith(_LISTING_ROUTER_PREFIX):
         return "router"
     if system == REWRITER_SYSTEM:
         return "rewriter"

@@ -19,7 +19,7 @@ from typing import Protocol
 from ragft.errors import ConfigError, RagftError
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
-from ragft.prompts import REFUSAL_TEXT, classifier_prompt, router_system_prompt
+from ragft.prompts import REFUSAL_TEXT, ROUTER_SYSTEM, classifier_prompt
 from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, messages_for, metered, with_route
 
@@ -123,10 +123,10 @@ class LLMClassifier:
 class TrainedClassifier(LLMClassifier):
     """A fine-tuned classifier: a model trained to reply with the label (OpenAI fine-tune or
     the local router model, which reports the class probability as its score). It is sent the
-    system prompt its training examples carry (:func:`ragft.prompts.router_system_prompt`)."""
+    system prompt its training examples carry (:data:`ragft.prompts.ROUTER_SYSTEM`)."""
 
     def _prompt(self) -> str:
-        return router_system_prompt(self.labels)
+        return ROUTER_SYSTEM
 
     @property
     def stored_min_score(self) -> float | None:

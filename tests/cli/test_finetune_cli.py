@@ -77,8 +77,10 @@ def test_prepare_with_split(cli: CLI, tmp_path: Path, routes_file: Path) -> None
         assert f"wrote {len(lines)} {part} examples" in out
     assert sum(counts.values()) == 30 and counts["train"] > counts["test"] > 0
     first = json.loads((tmp_path / "ft" / "router.train.jsonl").read_text().splitlines()[0])
-    # Labels default to those in the data, sorted.
-    assert "creative, factual, procedural" in first["messages"][0]["content"]
+    # The router prompt is the one the strategy sends; it does not list the labels.
+    from ragft.prompts import ROUTER_SYSTEM
+
+    assert first["messages"][0]["content"] == ROUTER_SYSTEM
 
 
 def test_prepare_generator_without_split(cli: CLI, tmp_path: Path) -> None:

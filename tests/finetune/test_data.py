@@ -74,7 +74,9 @@ def test_rewriter_examples_and_router_label_is_the_reply() -> None:
     assert rw[0]["messages"][0]["content"] == REWRITER_SYSTEM
     rt = router_examples([{"query": "write a poem", "label": "creative"}], ["factual", "creative"])
     assert rt[0]["messages"][-1] == {"role": "assistant", "content": "creative"}
-    assert "factual, creative" in rt[0]["messages"][0]["content"]
+    from ragft.prompts import ROUTER_SYSTEM
+
+    assert rt[0]["messages"][0]["content"] == ROUTER_SYSTEM
 
 
 def test_router_examples_rejects_unknown_label() -> None:
@@ -384,3 +386,19 @@ def test_report_to_dict_is_json(tmp_path: Path, write_lines) -> None:  # type: i
     report = validate_file(file_with(tmp_path, write_lines, {3: "x"}), model=MODEL)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["problems"][0]["line"] == 3 and data["ok"] is False
+
+
+def test_router_examples_do_not_repeat_the_label_list(many_label_rows) -> None:  # type: ignore[no-untyped-def]
+    from ragft import prompts
+
+    rows = many_label_rows(150, 2)
+    labels = sorted({label for _, label in rows})
+    examples = router_examples(rows, labels)
+    systems = {ex["messages"][0]["content"] for ex in examples}
+    assert systems == {prompts.ROUTER_SYSTEM}
+    assert not any(label in prompts.ROUTER_SYSTEM for label in labels)
+    # What is billed per example no longer grows with the number of labels (it was ~500 tokens
+    # of label list per example over 150 labels).
+    report = validate_examples(examples, model="gpt-4o-mini")
+    assert report.tokens.max < 60
+    assert detect_purpose(examples) == "router"
