@@ -19,6 +19,7 @@ from ragft.components import (
     backend_of_job,
     build_job_manager,
     finetune_backend_context,
+    index_corpus_identity,
 )
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
@@ -291,6 +292,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
         training_file_sha256=job.training_sha256 or None,
         metrics=status.metrics,
         backend=job.backend,
+        corpus=index_corpus_identity(cfg),  # the knowledge base it was trained beside
     )
     print(f"registered {name} version {version.version} ({version.model_id}); promote it with "
           f"`ragft models promote {name} {version.version}`")

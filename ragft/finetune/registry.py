@@ -398,8 +398,13 @@ class ModelRegistry:
 
         Anything not starting with ``registry:`` is already a model id and is returned as is.
         """
+        version = self.version_for(ref)
+        return ref if version is None else version.model_id
+
+    def version_for(self, ref: str) -> ModelVersion | None:
+        """The version ``registry:NAME[@N]`` names (``None`` for a plain model id)."""
         if not ref.startswith(REGISTRY_PREFIX):
-            return ref
+            return None
         spec = ref[len(REGISTRY_PREFIX):]
         name, _, number = spec.partition("@")
         if not name:
@@ -411,7 +416,7 @@ class ModelRegistry:
             except ValueError:
                 raise RegistryError(f"bad version in {ref!r}: {number!r} is not a number") \
                     from None
-        return self.get(name, version).model_id
+        return self.get(name, version)
 
 
 # --------------------------------------------------------------------------- corpus identity

@@ -164,3 +164,42 @@ def test_router_uses_the_threshold_stored_with_the_model_unless_configured(home)
     assert from_config(fixed, strategy="router").min_score == 0.4  # type: ignore[attr-defined]
     rules = cfg.with_overrides(**{"strategy.router.classifier": "rules"})
     assert from_config(rules, strategy="router").min_score == 0.0  # type: ignore[attr-defined]
+
+
+def test_a_model_trained_against_another_corpus_warns(home, capsys) -> None:
+    from ragft.finetune.registry import CorpusIdentity, CorpusMismatchWarning
+
+    config = str(home / "ragft.toml")
+    path = home / "router-corpus.jsonl"
+    write_jsonl(router_examples(rows("routes.jsonl"), ["factual", "procedural", "creative", "out_of_scope"]), path)
+    assert cli(["finetune", "start", str(path), "--model", "local", "--suffix", "corpus",
+                "--register", "corpus_router", "--config", config]) == 0
+    registry = ModelRegistry(home / REGISTRY_FILE)
+    trained = registry.get("corpus_router", 1)
+    from ragft.components import index_corpus_identity
+
+    assert trained.corpus is not None and trained.corpus.documents > 40  # recorded at training
+    assert trained.corpus == index_corpus_identity(load_config(config))
+    n_docs = trained.corpus.documents
+    registry.promote("corpus_router", 1)
+    cfg = load_config(home / "ragft.toml", overrides={"models.router": "registry:corpus_router"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same index: silent
+        from_config(cfg, strategy="router")
+    # A version trained against another corpus, used against this index: warned.
+    v2 = registry.register("corpus_router", model_id=trained.model_id, base_model="local",
+                           purpose="router", corpus=CorpusIdentity.of({"other/notes.md": "0" * 64}))
+    registry.promote("corpus_router", v2.version)
+    with pytest.warns(CorpusMismatchWarning, match=rf"corpus_router@2 .*1 document .*{n_docs} documents"):
+        from_config(cfg, strategy="router")
+    # On the command line: one line saying so, and the answer still comes.
+    other = home / "corpus.toml"
+    other.write_text((home / "ragft.toml").read_text().replace(
+        "[models]\n", '[models]\nrouter = "registry:corpus_router"\n'))
+    capsys.readouterr()
+    assert cli(["ask", "Write a haiku about Mondays", "--config", str(other), "--strategy", "router"]) == 0
+    err = capsys.readouterr().err
+    assert f"ragft: warning: model corpus_router@2 ({trained.model_id}) was trained against a corpus of 1 document" in err
+    assert "CorpusMismatchWarning" not in err
