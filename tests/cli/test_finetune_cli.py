@@ -136,7 +136,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     code, out, err = cli("finetune", "start", train, "--model", "local", "--suffix", "v1",
                          "--register", "router", "--wait")
     assert code == 0, err
-    assert "Step 1/8: l2 0.0100" in err  # live progress on stderr: one step per L2 tried
+    assert "Step 1/9: l2 0.01, train loss" in err  # live progress on stderr: one step per L2 tried
     assert "succeeded" in out and "registered router version 1" in out
     job_id = out.split(":")[0].strip()
     assert job_id.startswith("ftjob-local-")
@@ -151,7 +151,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     code, out, _ = cli("finetune", "status", job_id)
     assert "succeeded" in out and "valid_accuracy" in out
     code, out, _ = cli("finetune", "events", job_id)
-    assert "Step 2/8: l2 0.0030" in out and "The job has successfully completed" in out
+    assert "Step 2/9: l2 0.003, train loss" in out and "The job has successfully completed" in out
     code, out, _ = cli("finetune", "cancel", job_id)
     assert code == 0 and "succeeded" in out  # finished jobs stay finished
     assert f"nothing to cancel: job {job_id} already succeeded" in out

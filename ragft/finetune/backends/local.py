@@ -330,7 +330,9 @@ class LocalFineTuneBackend:
         def on_step(step: int, total: int, metrics: Mapping[str, float]) -> None:
             self._check_cancel(job_id)
             shown = ", ".join(
-                f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items() if k != "step"
+                # A regularisation strength spans decades (1e-2 .. 1e-6): significant digits.
+                f"{k.replace('_', ' ')} {v:.4g}" if k == "l2" else f"{k.replace('_', ' ')} {v:.4f}"
+                for k, v in metrics.items() if k != "step"
             )
             self._update(job_id, message=f"Step {step}/{total}: {shown}", event_type="metrics",
                          data={"step": step, "total_steps": total, **metrics})

@@ -53,7 +53,7 @@ def test_router_job_goes_through_states_and_events(tmp_path: Path, hashing, rout
     messages = [e.message for e in followed]
     assert messages == [e.message for e in live]  # the log is complete and in order
     order = ["Created fine-tuning job", "Validating training file", "Files validated",
-             "Training router on 30 examples", "Step 1/1: l2 0.0010, train loss",
+             "Training router on 30 examples", "Step 1/1: l2 0.001, train loss",
              "New fine-tuned model created",
              "The job has successfully completed"]
     positions = [next(i for i, m in enumerate(messages) if m.startswith(o)) for o in order]
