@@ -23,13 +23,24 @@ def register(subparsers: Any) -> None:
         help="build or update the knowledge base from a corpus directory",
         description="Sync the index with a corpus directory: only added or changed documents "
         "are chunked and embedded (cached embeddings are reused), then the index is saved "
-        "atomically.",
+        "atomically. Unreadable files are skipped and listed; the exit status is then 1.",
     )
     p.add_argument("dir", nargs="?", help="corpus directory (default: the config's [index] corpus)")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index")
     p.add_argument("--kind", choices=("auto", "flat", "hnsw"), help="vector index structure")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--allow-removal",
+        action="store_true",
+        help="allow a sync that removes all indexed documents or more than half of them "
+        "(refused otherwise: it is what a wrong or empty corpus directory looks like)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable file instead of skipping it",
+    )
     p.set_defaults(func=run_index)
 
     s = subparsers.add_parser(
@@ -57,7 +68,9 @@ def run_index(args: argparse.Namespace) -> int:
     meter = build_meter(cfg)
     kb = open_knowledge_base(cfg, meter, rebuild=args.rebuild, kind=args.kind)
     corpus = cfg.path(args.dir) if args.dir else cfg.corpus_path
-    report = kb.sync(corpus, progress=not args.quiet)
+    report = kb.sync(
+        corpus, progress=not args.quiet, strict=args.strict, allow_removal=args.allow_removal
+    )
     roll = meter.rollup()["all"] if meter.records else RollUp()
     print(
         f"added {len(report.added)}, changed {len(report.changed)}, "
@@ -72,6 +85,15 @@ def run_index(args: argparse.Namespace) -> int:
             f"{stats['kind']} ({stats['embedder']}) at {stats['path']}",
             file=sys.stderr,
         )
+    for skip in report.skipped:
+        print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    if report.problems:
+        print(
+            f"ragft: {len(report.problems)} file(s) could not be read (listed above); their "
+            "previously indexed versions, if any, were kept",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ragft.answer import Usage
-from ragft.errors import ConfigError, IndexStoreError
+from ragft.errors import ConfigError, DocumentError, IndexStoreError, MassRemovalError
 from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
-from ragft.rag.documents import Document, load_directory
+from ragft.rag.documents import Document, SkippedFile, load_corpus
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
 from ragft.rag.index import IndexKind, VectorIndex
 from ragft.rag.retriever import Retriever
@@ -59,6 +59,13 @@ class SyncReport:
     indexed_chunks: int = 0
     embedded_chunks: int = 0
     usage: Usage = field(default_factory=lambda: Usage(model="", kind="embedding"))
+    skipped: tuple[SkippedFile, ...] = ()
+
+    @property
+    def problems(self) -> tuple[SkippedFile, ...]:
+        """Skipped files that should have been read (binary, bad encoding, bad JSON): the
+        CLI exits non-zero when there are any. Their indexed versions, if any, are kept."""
+        return tuple(s for s in self.skipped if s.unreadable)
 
     @property
     def modified(self) -> bool:
@@ -71,6 +78,8 @@ class SyncReport:
             f"added {len(self.added)}, changed {len(self.changed)}, removed {len(self.removed)}, "
             f"unchanged {len(self.unchanged)} documents; embedded {self.embedded_chunks} chunks "
             f"({self.usage.embedding_tokens} tokens)"
+            + (f"; skipped {len(self.skipped)} file{'s' if len(self.skipped) != 1 else ''}"
+               if self.skipped else "")
         )
 
 
@@ -80,6 +89,20 @@ def _sum_usage(model: str, usages: Sequence[Usage]) -> Usage:
         kind="embedding",
         embedding_tokens=sum(u.embedding_tokens for u in usages),
         source="estimated" if any(u.source == "estimated" for u in usages) else "reported",
+    )
+
+
+def _check_removal(removed: Sequence[str], present: int) -> None:
+    """Refuse a sync that would remove all indexed documents or more than half of them."""
+    if not removed or (len(removed) < present and 2 * len(removed) <= present):
+        return
+    share = f"all {present}" if len(removed) == present else f"{len(removed)} of the {present}"
+    shown = ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+    raise MassRemovalError(
+        f"this sync would remove {share} indexed documents ({shown}): is the corpus directory "
+        "right? If the removal is intended, pass --allow-removal to `ragft index` "
+        "(allow_removal=True in the library)",
+        removed=tuple(removed),
     )
 
 
@@ -250,18 +273,57 @@ class KnowledgeBase:
         return len(chunks), embedded, usage
 
     def sync(
-        self, corpus_dir: str | Path, *, progress: bool = True, strict: bool = True
+        self,
+        corpus_dir: str | Path,
+        *,
+        progress: bool = True,
+        strict: bool = False,
+        allow_removal: bool = False,
     ) -> SyncReport:
         """Make the index match the documents under ``corpus_dir``, then save it.
 
         Only added and changed documents are chunked and embedded; see :class:`SyncReport`.
-        ``strict`` is passed to :func:`~ragft.rag.documents.load_directory`.
+        A file that cannot be read is skipped and listed in :attr:`SyncReport.skipped`, and
+        its indexed version (if any) is kept; ``strict=True`` raises
+        :class:`~ragft.errors.DocumentError` instead. A corpus with no documents for an empty
+        index raises :class:`~ragft.errors.DocumentError`; see :meth:`sync_documents` for
+        ``allow_removal``.
         """
-        return self.sync_documents(load_directory(corpus_dir, strict=strict), progress=progress)
+        loaded = load_corpus(corpus_dir, strict=strict)
+        # Over a non-empty index an empty corpus is a removal, which the removal guard handles.
+        if not loaded.documents and not self.index.document_ids():
+            found = "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped[:5])
+            raise DocumentError(
+                f"no documents to index under {corpus_dir}"
+                + (f" ({found}{'; ...' if len(loaded.skipped) > 5 else ''})" if found else "")
+                + "; ragft reads .md, .txt, .json and .jsonl files"
+            )
+        # Documents of files that could not be read this time are neither updated nor removed.
+        unreadable = {s.path for s in loaded.skipped if s.unreadable}
+        loaded_ids = {d.id for d in loaded.documents}
+        keep = {
+            doc_id
+            for doc_id in self.index.document_ids()
+            if doc_id not in loaded_ids and doc_id.split("#", 1)[0] in unreadable
+        }
+        report = self._sync(loaded.documents, keep, progress, allow_removal)
+        return replace(report, skipped=loaded.skipped)
 
-    def sync_documents(self, docs: Sequence[Document], *, progress: bool = True) -> SyncReport:
+    def sync_documents(
+        self, docs: Sequence[Document], *, progress: bool = True, allow_removal: bool = False
+    ) -> SyncReport:
         """:meth:`sync` for documents already in memory: ``docs`` is the whole corpus, so
-        indexed documents missing from it are removed."""
+        indexed documents missing from it are removed.
+
+        Removing every indexed document, or more than half of them, is refused with
+        :class:`~ragft.errors.MassRemovalError` (a wrong or empty corpus directory looks
+        exactly like that) unless ``allow_removal=True``.
+        """
+        return self._sync(docs, set(), progress, allow_removal)
+
+    def _sync(
+        self, docs: Sequence[Document], keep: set[str], progress: bool, allow_removal: bool
+    ) -> SyncReport:
         with self._lock:
             rechunk = self._settings_changed()
             present = set(self.index.document_ids())
@@ -276,8 +338,10 @@ class KnowledgeBase:
                     changed.append(doc.id)
                 else:
                     unchanged.append(doc.id)
-            wanted = {d.id for d in docs}
+            wanted = {d.id for d in docs} | keep
             removed = sorted(present - wanted)
+            if not allow_removal:
+                _check_removal(removed, len(present))
             todo = set(added) | set(changed)
             indexed, embedded, usage = self._apply(
                 [d for d in docs if d.id in todo], [*changed, *removed], progress
