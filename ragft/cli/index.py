@@ -41,6 +41,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="stop at the first unreadable file instead of skipping it",
     )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another process is writing this index (default: wait for it)",
+    )
     p.set_defaults(func=run_index)
 
     s = subparsers.add_parser(
@@ -69,7 +74,8 @@ def run_index(args: argparse.Namespace) -> int:
     kb = open_knowledge_base(cfg, meter, rebuild=args.rebuild, kind=args.kind)
     corpus = cfg.path(args.dir) if args.dir else cfg.corpus_path
     report = kb.sync(
-        corpus, progress=not args.quiet, strict=args.strict, allow_removal=args.allow_removal
+        corpus, progress=not args.quiet, strict=args.strict, allow_removal=args.allow_removal,
+        wait=not args.no_wait,
     )
     roll = meter.rollup()["all"] if meter.records else RollUp()
     print(

@@ -15,9 +15,11 @@ touched; then the index is saved atomically. :meth:`upsert_document` and
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,19 +28,27 @@ import numpy as np
 from tqdm import tqdm
 
 from ragft.answer import Usage
-from ragft.errors import ConfigError, DocumentError, IndexStoreError, MassRemovalError
+from ragft.errors import (
+    ConfigError,
+    DocumentError,
+    IndexBusyError,
+    IndexStoreError,
+    MassRemovalError,
+)
 from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
-from ragft.rag.documents import Document, SkippedFile, load_corpus
+from ragft.rag.documents import Document, LoadedCorpus, SkippedFile, load_corpus
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
 from ragft.rag.index import IndexKind, VectorIndex
 from ragft.rag.retriever import Retriever
 
-__all__ = ["CACHE_FILE", "INDEX_DIR", "KnowledgeBase", "SyncReport"]
+__all__ = ["CACHE_FILE", "INDEX_DIR", "WRITER_LOCK", "KnowledgeBase", "SyncReport"]
 
 INDEX_DIR = "vectors"
 CACHE_FILE = "embeddings.sqlite"
+#: Held exclusively by the one process allowed to change the index (see KnowledgeBase.writing).
+WRITER_LOCK = "writer.lock"
 #: Texts per embedding call during a sync (also the progress bar's step).
 EMBED_BATCH = 128
 
@@ -92,6 +102,15 @@ def _sum_usage(model: str, usages: Sequence[Usage]) -> Usage:
     )
 
 
+def _disk_stamp(root: Path) -> tuple[int, int] | None:
+    """Identifies the saved index version: every save renames a new manifest into place."""
+    try:
+        st = (root / INDEX_DIR / "manifest.json").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
 def _check_removal(removed: Sequence[str], present: int) -> None:
     """Refuse a sync that would remove all indexed documents or more than half of them."""
     if not removed or (len(removed) < present and 2 * len(removed) <= present):
@@ -132,6 +151,10 @@ class KnowledgeBase:
         self._bm25: BM25Index | None = None
         self._lock = threading.RLock()
         self._saved = saved
+        # A rebuild must overwrite what is on disk, so it never reloads another writer's save.
+        self._pinned = not saved and VectorIndex.exists(path / INDEX_DIR)
+        self._stamp = _disk_stamp(path)
+        self._writer_depth = 0
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -221,6 +244,70 @@ class KnowledgeBase:
         )
         return info
 
+    # -- the writer lock ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, *, wait: bool = True, progress: bool = False) -> Iterator[None]:
+        """Hold the exclusive writer lock (``<path>/writer.lock``) for a change to the index.
+
+        Every update takes it before its first embedding call, so two processes syncing one
+        index neither embed the same documents twice nor lose each other's saves: once the
+        lock is held, an index saved by another writer since this one loaded is reloaded.
+        A held lock makes ``wait=False`` raise :class:`~ragft.errors.IndexBusyError`;
+        ``wait=True`` blocks (saying so on stderr when ``progress``). Re-entrant.
+        """
+        with self._writer(wait=wait, progress=progress, refresh=True):
+            yield
+
+    @contextlib.contextmanager
+    def _writer(self, *, wait: bool, progress: bool, refresh: bool) -> Iterator[None]:
+        with self._lock:
+            if self._writer_depth:
+                self._writer_depth += 1
+                try:
+                    yield
+                finally:
+                    self._writer_depth -= 1
+                return
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(self.path / WRITER_LOCK, "a+b") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not wait:
+                        raise IndexBusyError(
+                            f"another process is writing the index at {self.path}; try again "
+                            "when it has finished (or let this run wait for it)"
+                        ) from None
+                    if progress:
+                        print(
+                            f"waiting for another writer to finish with {self.path} ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                self._writer_depth = 1
+                try:
+                    if refresh:
+                        self._reload_if_changed()
+                    yield
+                finally:
+                    self._writer_depth = 0
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _reload_if_changed(self) -> None:
+        """Adopt the index another writer saved since this one was loaded."""
+        stamp = _disk_stamp(self.path)
+        if self._pinned or stamp is None or stamp == self._stamp:
+            return
+        self.index = VectorIndex.load(
+            self.path / INDEX_DIR,
+            expected_embedder=self.embedder.name,
+            expected_dim=self.embedder.dimension,
+        )
+        self._bm25 = None
+        self._stamp = stamp
+        self._saved = True
+
     # -- updating ----------------------------------------------------------------------
     def _chunk(self, doc: Document) -> list[Chunk]:
         return chunk_document(
@@ -279,6 +366,7 @@ class KnowledgeBase:
         progress: bool = True,
         strict: bool = False,
         allow_removal: bool = False,
+        wait: bool = True,
     ) -> SyncReport:
         """Make the index match the documents under ``corpus_dir``, then save it.
 
@@ -287,9 +375,15 @@ class KnowledgeBase:
         its indexed version (if any) is kept; ``strict=True`` raises
         :class:`~ragft.errors.DocumentError` instead. A corpus with no documents for an empty
         index raises :class:`~ragft.errors.DocumentError`; see :meth:`sync_documents` for
-        ``allow_removal``.
+        ``allow_removal``, and :meth:`writing` for ``wait``.
         """
         loaded = load_corpus(corpus_dir, strict=strict)
+        with self.writing(wait=wait, progress=progress):
+            return self._sync_loaded(loaded, corpus_dir, progress, allow_removal)
+
+    def _sync_loaded(
+        self, loaded: LoadedCorpus, corpus_dir: str | Path, progress: bool, allow_removal: bool
+    ) -> SyncReport:
         # Over a non-empty index an empty corpus is a removal, which the removal guard handles.
         if not loaded.documents and not self.index.document_ids():
             found = "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped[:5])
@@ -310,7 +404,12 @@ class KnowledgeBase:
         return replace(report, skipped=loaded.skipped)
 
     def sync_documents(
-        self, docs: Sequence[Document], *, progress: bool = True, allow_removal: bool = False
+        self,
+        docs: Sequence[Document],
+        *,
+        progress: bool = True,
+        allow_removal: bool = False,
+        wait: bool = True,
     ) -> SyncReport:
         """:meth:`sync` for documents already in memory: ``docs`` is the whole corpus, so
         indexed documents missing from it are removed.
@@ -319,7 +418,8 @@ class KnowledgeBase:
         :class:`~ragft.errors.MassRemovalError` (a wrong or empty corpus directory looks
         exactly like that) unless ``allow_removal=True``.
         """
-        return self._sync(docs, set(), progress, allow_removal)
+        with self.writing(wait=wait, progress=progress):
+            return self._sync(docs, set(), progress, allow_removal)
 
     def _sync(
         self, docs: Sequence[Document], keep: set[str], progress: bool, allow_removal: bool
@@ -365,7 +465,7 @@ class KnowledgeBase:
 
     def upsert_document(self, doc: Document) -> SyncReport:
         """Add or replace one document and save; a no-op if its content is unchanged."""
-        with self._lock:
+        with self.writing():
             stored = self.index.document_hash(doc.id)
             present = doc.id in set(self.index.document_ids())
             if present and stored == doc.content_hash and not self._settings_changed():
@@ -382,7 +482,7 @@ class KnowledgeBase:
 
     def delete_document(self, document_id: str) -> bool:
         """Remove one document and save; returns whether it was indexed."""
-        with self._lock:
+        with self.writing():
             if document_id not in set(self.index.document_ids()):
                 return False
             self.index.remove_document(document_id)
@@ -392,13 +492,19 @@ class KnowledgeBase:
             return True
 
     def save(self) -> None:
-        """Persist the index atomically to ``<path>/vectors``."""
+        """Persist the index atomically to ``<path>/vectors`` (under the writer lock)."""
         with self._lock:
             # A new index records its settings; an old one keeps the settings its documents
             # were chunked with until a sync re-chunks them all.
             self.index.meta.setdefault("chunking", self.chunking)
-            self.index.save(self.path / INDEX_DIR)
+            if self._writer_depth:
+                self.index.save(self.path / INDEX_DIR)
+            else:
+                with self._writer(wait=True, progress=False, refresh=False):
+                    self.index.save(self.path / INDEX_DIR)
             self._saved = True
+            self._pinned = False
+            self._stamp = _disk_stamp(self.path)
 
     # -- reading -----------------------------------------------------------------------
     def retriever(self, **settings: Any) -> Retriever:

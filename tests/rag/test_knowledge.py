@@ -210,3 +210,43 @@ def test_an_empty_corpus_is_an_error_not_added_0(tmp_path, embedder) -> None:
     kb = open_kb(tmp_path / "kb", embedder)
     with pytest.raises(DocumentError, match=r"no documents.*page\.html.*unsupported"):
         kb.sync(empty, progress=False)
+
+
+def test_two_writers_do_not_lose_each_others_updates(tmp_path, corpus_dir, embedder) -> None:
+    open_kb(tmp_path / "kb", embedder).sync(corpus_dir, progress=False)
+    first = open_kb(tmp_path / "kb", embedder)
+    second = open_kb(tmp_path / "kb", embedder)  # both loaded the same saved version
+    first.upsert_document(Document.from_text("x.md", "# X\n\nbadges are blue"))
+    second.upsert_document(Document.from_text("y.md", "# Y\n\nlaptops are grey"))
+    assert {"x.md", "y.md"} <= set(open_kb(tmp_path / "kb", embedder).document_ids())
+    (corpus_dir / "x.md").write_text("# X\n\nbadges are blue")
+    (corpus_dir / "y.md").write_text("# Y\n\nlaptops are grey")
+    first.sync(corpus_dir, progress=False)
+    report = second.sync(corpus_dir, progress=False)  # sees the first one's work: no re-embedding
+    assert not report.modified and report.embedded_chunks == 0
+
+
+def test_a_second_writer_fails_fast_before_embedding_or_waits_with_a_message(
+    tmp_path, corpus_dir, embedder, capsys
+) -> None:
+    import threading
+    import time
+
+    from ragft.errors import IndexBusyError
+
+    holder = open_kb(tmp_path / "kb", embedder)
+    waiter = open_kb(tmp_path / "kb", embedder)
+    with holder.writing():
+        with pytest.raises(IndexBusyError, match="another process is writing"):
+            waiter.sync(corpus_dir, progress=False, wait=False)
+        assert embedder.calls == []  # refused before any embedding call
+        done: list[object] = []
+        thread = threading.Thread(target=lambda: done.append(waiter.sync(corpus_dir)))
+        thread.start()
+        seen = ""
+        while "waiting for another writer" not in seen and thread.is_alive():
+            seen += capsys.readouterr().err
+            time.sleep(0.01)
+        assert "waiting for another writer" in seen and not done
+    thread.join()
+    assert len(done[0].added) == 4  # type: ignore[attr-defined]
