@@ -506,6 +506,10 @@ class VectorIndex:
         cls, target: Path, expected_embedder: str | None, expected_dim: int | None
     ) -> VectorIndex:
         manifest_path = target / _MANIFEST
+        if not manifest_path.is_file() and _has_index_files(target):
+            raise IndexStoreError(
+                f"index at {target} is damaged: {_MANIFEST} is missing; {_REBUILD}"
+            )
         if not manifest_path.is_file():
             raise IndexStoreError(
                 f"no index at {target} (no {_MANIFEST}); build it with `ragft index`"
@@ -605,9 +609,16 @@ class VectorIndex:
 
     @staticmethod
     def exists(directory: str | Path) -> bool:
-        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save)."""
+        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save,
+        or a damaged one, which :meth:`load` then reports instead of reading as empty)."""
         target = Path(directory)
-        return (target / _MANIFEST).is_file() or bool(_backups(target))
+        return (
+            (target / _MANIFEST).is_file() or bool(_backups(target)) or _has_index_files(target)
+        )
+
+
+def _has_index_files(target: Path) -> bool:
+    return any((target / name).exists() for name in (_INDEX_FILE, _CHUNKS_FILE, _DOCS_FILE))
 
 
 def _backups(target: Path) -> list[Path]:

@@ -174,7 +174,8 @@ class KnowledgeBase:
 
         ``embedder`` is wrapped in a :class:`CachedEmbedder` over ``<path>/embeddings.sqlite``
         unless it already is one. ``rebuild=True`` starts from an empty index (the old one is
-        replaced on the next save; cached embeddings are reused). An existing index built with
+        replaced on the next save; cached embeddings are reused, and a damaged cache file is
+        replaced, see :meth:`~ragft.rag.embedcache.EmbeddingCache.repair`). An existing index built with
         another embedder raises :class:`~ragft.errors.IndexStoreError`. Chunking settings that
         differ from the index's make the next :meth:`sync` re-chunk every document.
         """
@@ -187,6 +188,8 @@ class KnowledgeBase:
         if not isinstance(embedder, CachedEmbedder):
             embedder = CachedEmbedder(embedder, EmbeddingCache(root / CACHE_FILE))
         vectors_dir = root / INDEX_DIR
+        if rebuild:
+            embedder.cache.repair()
         saved = False
         if not rebuild and VectorIndex.exists(vectors_dir):
             index = VectorIndex.load(

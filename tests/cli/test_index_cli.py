@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from pathlib import Path
 
@@ -146,3 +147,36 @@ def test_index_of_an_empty_directory_is_an_error(config, tmp_path) -> None:
     empty.mkdir()
     with pytest.raises(DocumentError, match="no documents to index"):
         run(["index", str(empty), "--config", str(config), "--quiet"])
+
+
+def test_rebuild_repairs_a_truncated_embedding_cache(config, capsys) -> None:
+    from ragft.errors import IndexStoreError
+
+    assert run(["index", "--config", str(config), "--quiet"]) == 0
+    cache = config.parent / "home" / "index" / "embeddings.sqlite"
+    # The finished run's connection closes (and checkpoints its WAL into the file) when
+    # collected, as it would at process exit: let that happen before damaging the file.
+    gc.collect()
+    for extra in cache.parent.glob("embeddings.sqlite-*"):  # WAL side files
+        extra.unlink()
+    cache.write_bytes(cache.read_bytes()[:1000])
+    (config.parent / "corpus" / "new.md").write_text("# New\n\nneeds the cache")
+    with pytest.raises(IndexStoreError, match=r"embeddings\.sqlite.*ragft index --rebuild"):
+        run(["index", "--config", str(config), "--quiet"])
+    capsys.readouterr()
+    assert run(["index", "--config", str(config), "--quiet", "--rebuild"]) == 0
+    assert capsys.readouterr().out.startswith("added 3,")
+    assert (cache.parent / "embeddings.sqlite.damaged").is_file()  # kept aside, not deleted
+    assert run(["search", "meal per diem", "--config", str(config), "-k", "1"]) == 0
+
+
+def test_a_deleted_manifest_reads_as_a_damaged_index_not_an_empty_one(config) -> None:
+    from ragft.errors import IndexStoreError
+
+    assert run(["index", "--config", str(config), "--quiet"]) == 0
+    (config.parent / "home" / "index" / "vectors" / "manifest.json").unlink()
+    for argv in (["search", "meal", "--config", str(config)],
+                 ["index", "--config", str(config), "--quiet"]):
+        with pytest.raises(IndexStoreError, match=r"damaged.*manifest\.json.*--rebuild"):
+            run(argv)
+    assert run(["index", "--config", str(config), "--quiet", "--rebuild"]) == 0
