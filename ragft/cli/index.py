@@ -9,7 +9,7 @@ from typing import Any
 
 from ragft.cli.ask import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
-from ragft.config import load_config
+from ragft.config import RetrievalConfig, load_config
 from ragft.errors import ConfigError
 from ragft.metering.meter import RollUp
 
@@ -103,6 +103,15 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top_k_bounds() -> tuple[int, int]:
+    """The bounds of ``[retrieval] top_k``, read from the config model (defined once there)."""
+    low, high = 1, 100
+    for rule in RetrievalConfig.model_fields["top_k"].metadata:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return int(low), int(high)
+
+
 def run_search(args: argparse.Namespace) -> int:
     """Print the ranked hits for a query."""
     cfg = load_config(args.config)
@@ -112,8 +121,12 @@ def run_search(args: argparse.Namespace) -> int:
     if args.mode:
         overrides["mode"] = args.mode
     if args.top_k is not None:
-        if args.top_k < 1:
-            raise ConfigError(f"-k/--top-k must be at least 1, got {args.top_k}")
+        low, high = _top_k_bounds()
+        if not low <= args.top_k <= high:
+            raise ConfigError(
+                f"-k/--top-k must be at least {low} and at most {high} (the limit of "
+                f"[retrieval] top_k, which `ragft ask` uses), got {args.top_k}"
+            )
         overrides["top_k"] = args.top_k
     retriever = build_retriever(cfg, kb, **overrides)
     hits = retriever.retrieve(args.query)

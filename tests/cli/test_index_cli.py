@@ -180,3 +180,18 @@ def test_a_deleted_manifest_reads_as_a_damaged_index_not_an_empty_one(config) ->
         with pytest.raises(IndexStoreError, match=r"damaged.*manifest\.json.*--rebuild"):
             run(argv)
     assert run(["index", "--config", str(config), "--quiet", "--rebuild"]) == 0
+
+
+def test_search_refuses_a_k_above_the_configured_cap_like_ask(config, capsys) -> None:
+    from ragft.config import load_config
+    from ragft.errors import ConfigError
+
+    run(["index", "--config", str(config), "--quiet"])
+    with pytest.raises(ConfigError, match=r"at most 100.*\[retrieval\] top_k"):
+        run(["search", "meal", "--config", str(config), "-k", "100000"])
+    # The same cap as the config `ask` reads.
+    with pytest.raises(ConfigError, match="top_k"):
+        load_config(config, overrides={"retrieval.top_k": 100000})
+    capsys.readouterr()
+    assert run(["search", "meal", "--config", str(config), "-k", "100", "--json"]) == 0
+    assert 1 <= len(json.loads(capsys.readouterr().out)) <= 100
