@@ -134,7 +134,8 @@ class MiniLMEmbedder:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[idx] = pooled / np.clip(norms, 1e-12, None)
         usage = Usage(model=self.name, kind="embedding", embedding_tokens=int(lengths.sum()))
-        return Embeddings(out, usage)
+        truncated = tuple(i for i, e in enumerate(encodings) if e.overflowing)
+        return Embeddings(out, usage, truncated=truncated, window=self.max_length)
 
 
 class HashingEmbedder:

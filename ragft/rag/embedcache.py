@@ -235,15 +235,20 @@ class CachedEmbedder:
         self.stats.hits += len(texts) - len(missing)
         usage = Usage(model=self.name, kind="embedding")
         fresh: dict[str, np.ndarray] = {}
+        cut: set[str] = set()
+        window = None
         if missing:
             result = self.inner.embed(list(missing.values()), kind=kind)
-            usage = result.usage
+            usage, window = result.usage, result.window
             fresh = dict(zip(missing, result.vectors, strict=True))
+            missing_keys = list(missing)
+            cut = {missing_keys[i] for i in result.truncated}
             self.cache.put_many(self.name, fresh, kind=kind)
         out = np.empty((len(texts), dim), dtype=np.float32)
         for row, key in enumerate(keys):
             out[row] = fresh[key] if key in fresh else cached[key]
-        return Embeddings(out, usage)
+        truncated = tuple(row for row, key in enumerate(keys) if key in cut)
+        return Embeddings(out, usage, truncated=truncated, window=window)
 
     def __getattr__(self, item: str) -> object:
         # Backend extras (batch_size, meter) stay reachable through the wrapper.

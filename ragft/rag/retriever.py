@@ -19,6 +19,7 @@ A reranker, when given, re-orders the fused candidates before the cut to ``top_k
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -36,7 +37,20 @@ from ragft.textutil import content_words, split_sentences
 if TYPE_CHECKING:
     from ragft.rag.rerank import Reranker
 
-__all__ = ["SNIPPET_CHARS", "FusionKind", "Hit", "Retriever", "RetrievalMode", "make_snippet"]
+__all__ = [
+    "SNIPPET_CHARS",
+    "FusionKind",
+    "Hit",
+    "QueryTruncatedWarning",
+    "Retriever",
+    "RetrievalMode",
+    "make_snippet",
+]
+
+
+class QueryTruncatedWarning(UserWarning):
+    """A query was longer than the embedder's input window and was cut before embedding."""
+
 
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 FusionKind = Literal["rrf", "weighted"]
@@ -207,7 +221,16 @@ class Retriever:
         dense_lists: list[list[tuple[Chunk, float]]] = [[] for _ in queries]
         qvecs: np.ndarray | None = None
         if self.mode != "bm25":
-            qvecs = self.embedder.embed(list(queries), kind="query").vectors
+            embedded = self.embedder.embed(list(queries), kind="query")
+            for row in embedded.truncated:
+                warnings.warn(
+                    f"the query ({len(queries[row])} characters) is longer than the "
+                    f"{embedded.window or '?'}-token window of {self.embedder.name}: only its "
+                    "beginning was embedded for dense search",
+                    QueryTruncatedWarning,
+                    stacklevel=3,
+                )
+            qvecs = embedded.vectors
             dense_lists = self.index.search(qvecs, pool, batch=True)
         results = []
         for row, query in enumerate(queries):
