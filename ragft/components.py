@@ -120,10 +120,7 @@ def open_knowledge_base(
     With ``create=False`` a missing index raises before any model is loaded.
     """
     if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
-        raise IndexStoreError(
-            f"no knowledge base at {cfg.index_path}; build it with `ragft index` "
-            f"(corpus: {cfg.corpus_path})"
-        )
+        raise IndexStoreError(f"no knowledge base at {cfg.index_path}; {cfg.index_hint()}")
     return KnowledgeBase.open(
         cfg.index_path,
         embedder if embedder is not None else build_embedder(cfg, meter),
@@ -202,8 +199,8 @@ class Components:
                 from ragft.errors import IndexStoreError
 
                 raise IndexStoreError(
-                    f"the index at {self.cfg.index_path} is empty: run `ragft index "
-                    f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
+                    f"the index at {self.cfg.index_path} is empty; {self.cfg.index_hint()} "
+                    f"(or run `{self.cfg.command('quickstart')}`)"
                 )
             overrides: dict[str, Any] = {}
             if self.cfg.retrieval.rerank == "llm":

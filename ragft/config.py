@@ -10,6 +10,7 @@ is validated (``extra="forbid"``), so a typo fails with the key's name instead o
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -164,6 +165,8 @@ class RagftConfig(_Strict):
     prices: PricesConfig = PricesConfig()
     #: Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
+    #: The config file this was loaded from (absolute), for hints that name it; None = defaults.
+    config_file: str | None = None
     #: Environment snapshot taken at load time; tests pass their own.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -173,6 +176,23 @@ class RagftConfig(_Strict):
         p = Path(value).expanduser()
         # normpath folds "configs/../../x" so messages and outputs show the real location.
         return p if p.is_absolute() else Path(os.path.normpath(Path(self.base_dir) / p))
+
+    def command(self, args: str) -> str:
+        """``ragft ARGS`` as the user should type it to act on *this* configuration: with
+        ``--config`` and the file's absolute path, so it works from any directory."""
+        suffix = f" --config {shlex.quote(self.config_file)}" if self.config_file else ""
+        return f"ragft {args}{suffix}"
+
+    def index_hint(self) -> str:
+        """What to run to build the index, naming only paths that exist (or saying which
+        configured one does not, and where it is set)."""
+        if self.corpus_path.is_dir():
+            return f"run `{self.command('index')}`"
+        where = f"[index] corpus in {self.config_file}" if self.config_file else "[index] corpus"
+        return (
+            f"the corpus directory {self.corpus_path} does not exist: create it, set {where}, "
+            f"or pass a directory: `{self.command('index DIR')}`"
+        )
 
     @property
     def home_path(self) -> Path:
@@ -267,6 +287,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
         base = p.resolve().parent
+        data["config_file"] = str(p.resolve())
         if "base_dir" in data:
             base = (base / data.pop("base_dir")).resolve()
     data["base_dir"] = str(base)

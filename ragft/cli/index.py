@@ -10,7 +10,7 @@ from typing import Any
 from ragft.cli.ask import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
 from ragft.config import RetrievalConfig, load_config
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, DocumentError
 from ragft.metering.meter import RollUp
 
 __all__ = ["register", "run_index", "run_search"]
@@ -73,6 +73,8 @@ def run_index(args: argparse.Namespace) -> int:
     meter = build_meter(cfg)
     kb = open_knowledge_base(cfg, meter, rebuild=args.rebuild, kind=args.kind)
     corpus = cfg.path(args.dir) if args.dir else cfg.corpus_path
+    if not args.dir and not corpus.is_dir():
+        raise DocumentError(cfg.index_hint())
     report = kb.sync(
         corpus, progress=not args.quiet, strict=args.strict, allow_removal=args.allow_removal,
         wait=not args.no_wait,
