@@ -32,7 +32,7 @@ from typing import Any, Literal
 from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, TrainingDataError
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.textutil import content_words
 
 __all__ = [

@@ -29,7 +29,7 @@ import numpy as np
 
 from ragft.answer import Usage
 from ragft.errors import ModelError
-from ragft.metering.tokens import count_tokens, estimate_chat_usage
+from ragft.tokens import count_tokens, estimate_chat_usage
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import (
     last_user_message,
