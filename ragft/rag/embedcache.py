@@ -200,6 +200,8 @@ class CachedEmbedder:
 
     Only cache misses reach ``inner`` (in one call, duplicates in the batch embedded once);
     the returned usage is that call's usage, or zero tokens when everything was cached.
+    The wrapper exposes only the embedder protocol; a backend's own attributes (batch size,
+    meter) are reached explicitly through :attr:`inner`.
     ``cache_queries`` also caches ``kind="query"`` texts (off by default, see the module doc).
     """
 
@@ -249,9 +251,3 @@ class CachedEmbedder:
             out[row] = fresh[key] if key in fresh else cached[key]
         truncated = tuple(row for row, key in enumerate(keys) if key in cut)
         return Embeddings(out, usage, truncated=truncated, window=window)
-
-    def __getattr__(self, item: str) -> object:
-        # Backend extras (batch_size, meter) stay reachable through the wrapper.
-        if item == "inner":  # not yet set (copy/pickle): avoid infinite recursion
-            raise AttributeError(item)
-        return getattr(self.inner, item)
