@@ -92,7 +92,7 @@ def build_base_embedder(cfg: RagftConfig) -> Embedder:
         timeout=cfg.backend.timeout_s,
         max_retries=cfg.backend.max_retries,
     )
-    return OpenAIEmbedder(model, client=client)
+    return OpenAIEmbedder(model, client=client, concurrency=cfg.backend.concurrency)
 
 
 def build_embedder(cfg: RagftConfig, meter: Meter) -> CachedEmbedder:

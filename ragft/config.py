@@ -53,6 +53,7 @@ class BackendConfig(_Strict):
     base_url: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    #: Requests one OpenAI embedding call sends at once (each batch retried on its own).
     concurrency: int = Field(4, ge=1, le=64)
 
 

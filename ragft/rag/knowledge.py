@@ -330,8 +330,11 @@ class KnowledgeBase:
             file=sys.stderr,
             leave=False,
         ) as bar:
-            for start in range(0, len(chunks), EMBED_BATCH):
-                batch = chunks[start : start + EMBED_BATCH]
+            # An embedder sending concurrent requests (OpenAI's) asks for slices big enough
+            # to keep them all busy; the slice is also the unit that reaches the cache.
+            step = max(EMBED_BATCH, int(getattr(self.embedder, "texts_per_call", EMBED_BATCH)))
+            for start in range(0, len(chunks), step):
+                batch = chunks[start : start + step]
                 result = self.embedder.embed([c.embedding_text for c in batch], kind="document")
                 vectors[start : start + len(batch)] = result.vectors
                 if result.usage.embedding_tokens:
