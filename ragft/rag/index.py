@@ -388,6 +388,10 @@ class VectorIndex:
                 ]
         return results[0] if single and not batch else results
 
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
+        """:meth:`search` for a 2-D array of queries: one result list per row."""
+        return self.search(vectors, k, batch=True)
+
     # -- persistence -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts and sizes for display (``ragft index``, benchmarks)."""

@@ -30,8 +30,8 @@ from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import Chunk
 from ragft.rag.hits import DEFAULT_RRF_K, Hit, Reranker, minmax, rrf_scores
-from ragft.rag.index import VectorIndex
 from ragft.rag.snippets import SNIPPET_CHARS, make_snippet
+from ragft.rag.stores.base import VectorStore
 
 __all__ = [
     "SNIPPET_CHARS",
@@ -53,7 +53,7 @@ FusionKind = Literal["rrf", "weighted"]
 
 
 class Retriever:
-    """Retrieves :class:`Hit` lists from a :class:`VectorIndex` and, for lexical or hybrid
+    """Retrieves :class:`Hit` lists from a vector store and, for lexical or hybrid
     modes, a :class:`BM25Index` over the same chunks.
 
     ``candidates`` is how many results each retriever contributes before fusion and
@@ -64,7 +64,7 @@ class Retriever:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: VectorStore,
         embedder: Embedder,
         bm25: BM25Index | None = None,
         *,
@@ -138,7 +138,7 @@ class Retriever:
                     stacklevel=3,
                 )
             qvecs = embedded.vectors
-            dense_lists = self.index.search(qvecs, pool, batch=True)
+            dense_lists = self.index.search_many(qvecs, pool)
         results = []
         for row, query in enumerate(queries):
             if self.mode == "dense":
