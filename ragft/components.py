@@ -114,12 +114,16 @@ def open_knowledge_base(
     kind: str | None = None,
     create: bool = True,
 ) -> KnowledgeBase:
-    """The knowledge base at ``cfg.index_path`` with the config's chunking and index kind.
+    """The knowledge base at ``cfg.index_path`` with the config's chunking, index kind and
+    store backend (``[index] backend``).
 
     ``embedder`` defaults to :func:`build_embedder`; ``kind`` overrides ``[index] kind``.
     With ``create=False`` a missing index raises before any model is loaded.
     """
-    if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
+    store = None
+    if cfg.index.backend == "pgvector":
+        store = _pgvector_store(cfg, create=create, rebuild=rebuild)
+    elif not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
         raise IndexStoreError(f"no knowledge base at {cfg.index_path}; {cfg.index_hint()}")
     return KnowledgeBase.open(
         cfg.index_path,
@@ -129,7 +133,34 @@ def open_knowledge_base(
         chunk_overlap=cfg.index.chunk_overlap,
         create=create,
         rebuild=rebuild,
+        store=store,
     )
+
+
+def _pgvector_store(cfg: RagftConfig, *, create: bool, rebuild: bool) -> Any:
+    """A factory opening the configured pgvector store for the knowledge base's embedder."""
+    dsn = cfg.pg_dsn
+    if not dsn:
+        raise ConfigError(
+            f'[index] backend = "pgvector" needs a PostgreSQL connection string: set the '
+            f"{cfg.index.dsn_env} environment variable (or [index] dsn)"
+        )
+    from ragft.rag.stores.pgvector import PgVectorStore
+
+    def open_store(embedder: Embedder) -> PgVectorStore:
+        return PgVectorStore.open(
+            dsn,
+            embedder=embedder.name,
+            dimension=embedder.dimension,
+            create=create,
+            rebuild=rebuild,
+            table=cfg.index.table,
+            hnsw_m=cfg.index.hnsw_m,
+            hnsw_ef_construction=cfg.index.hnsw_ef_construction,
+            ef_search=cfg.index.hnsw_ef_search,
+        )
+
+    return open_store
 
 
 def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Retriever:

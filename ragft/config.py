@@ -79,6 +79,20 @@ class IndexConfig(_Strict):
     chunk_tokens: int = Field(200, ge=32, le=8000)
     chunk_overlap: int = Field(40, ge=0)
     kind: Literal["auto", "flat", "hnsw"] = "auto"
+    #: Where vectors live: FAISS files under ``path`` (one machine), or PostgreSQL + pgvector
+    #: shared by several processes and machines (see the README, "When you outgrow one machine").
+    backend: Literal["faiss", "pgvector"] = "faiss"
+    #: PostgreSQL connection string for ``backend = "pgvector"``. Prefer ``dsn_env``: a
+    #: password in a config file ends up in version control. Never printed.
+    dsn: str | None = Field(None, repr=False)
+    #: Environment variable holding the connection string when ``dsn`` is not set.
+    dsn_env: str = "RAGFT_PG_DSN"
+    #: Prefix of the pgvector tables (``<table>_chunks`` ...): one knowledge base per prefix.
+    table: str = Field("ragft", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    #: pgvector HNSW build parameters (fixed when the tables are created) and query breadth.
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(100, ge=1, le=1000)
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -210,6 +224,11 @@ class RagftConfig(_Strict):
     def corpus_path(self) -> Path:
         """Directory of documents to index."""
         return self.path(self.index.corpus)
+
+    @property
+    def pg_dsn(self) -> str | None:
+        """The pgvector connection string: ``[index] dsn``, else the ``dsn_env`` variable."""
+        return self.index.dsn or self.env.get(self.index.dsn_env) or None
 
     @property
     def api_key(self) -> str | None:
