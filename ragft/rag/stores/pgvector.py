@@ -166,7 +166,11 @@ class PgVectorStore:
             except psycopg.Error as exc:
                 raise self._unreachable(exc, "connecting") from None
             try:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                installed = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"
+                ).fetchone()[0]
+                if not installed:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except psycopg.Error as exc:
                 conn.close()
                 raise IndexStoreError(
@@ -187,10 +191,7 @@ class PgVectorStore:
 
         conn = self._connection()
         try:
-            exists = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", [f"{self.table}_meta"]
-            ).fetchone()[0]
-            if not exists:
+            if not self._schema_exists(conn):
                 if not create:
                     raise IndexStoreError(
                         f"no knowledge base in PostgreSQL at {self.where} (table prefix "
@@ -217,13 +218,20 @@ class PgVectorStore:
             )
         self.meta = dict(rows.get("meta") or {})
 
+    def _schema_exists(self, conn: Any) -> bool:
+        # A scan of pg_tables takes a fresh snapshot; to_regclass reads the catalog cache,
+        # which an advisory lock does not refresh (two creators would both see "absent").
+        return bool(conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = %s)", [f"{self.table}_meta"]).fetchone()[0])
+
     def _create_schema(self, conn: Any) -> None:
         from psycopg.types.json import Jsonb
 
         with conn.transaction():
             # Two processes creating the schema at once: the second waits, then finds it.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"ragft-schema:{self.table}"])
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{self.table}_meta"]).fetchone()[0]:
+            if self._schema_exists(conn):
                 return
             conn.execute(self._sql("CREATE TABLE {meta} (key text PRIMARY KEY, value jsonb NOT NULL)"))
             conn.execute(self._sql(
