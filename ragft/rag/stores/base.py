@@ -22,7 +22,8 @@ README, "When you outgrow one machine", for the measurement behind that choice).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from ragft.rag.chunker import Chunk
 
-__all__ = ["ScoredChunks", "VectorStore"]
+__all__ = ["ReentrantWriter", "ScoredChunks", "VectorStore"]
 
 #: One ranked result list: ``(chunk, cosine)`` pairs, best first.
 ScoredChunks = list[tuple[Chunk, float]]
@@ -113,3 +114,28 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release connections and file handles."""
         ...
+
+
+class ReentrantWriter:
+    """Re-entrancy for a store's writer lock: the outermost entry acquires the real lock
+    (a lock file, an advisory lock), inner entries only count."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    @contextlib.contextmanager
+    def hold(self, acquire: Callable[[], AbstractContextManager[None]]) -> Iterator[None]:
+        """Enter ``acquire()`` unless already held; leave it when the outermost exits."""
+        if self.depth:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            return
+        with acquire():
+            self.depth = 1
+            try:
+                yield
+            finally:
+                self.depth = 0

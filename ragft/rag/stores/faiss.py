@@ -23,7 +23,7 @@ import numpy as np
 from ragft.errors import IndexBusyError, IndexStoreError
 from ragft.rag.chunker import Chunk
 from ragft.rag.index import IndexKind, VectorIndex
-from ragft.rag.stores.base import ScoredChunks
+from ragft.rag.stores.base import ReentrantWriter, ScoredChunks
 
 __all__ = ["WRITER_LOCK", "FaissStore"]
 
@@ -54,7 +54,7 @@ class FaissStore:
         self._pinned = pinned
         self._stamp = _disk_stamp(directory)
         self._lock = threading.RLock()
-        self._writer_depth = 0
+        self._held = ReentrantWriter()
         self._revision = 0
 
     @classmethod
@@ -185,7 +185,7 @@ class FaissStore:
     def flush(self) -> None:
         """Save atomically (under the writer lock, taken here if the caller does not hold it)."""
         with self._lock:
-            if self._writer_depth:
+            if self._held.depth:
                 self.index.save(self.directory)
             else:
                 with self._writer(wait=True, progress=False, refresh=False):
@@ -202,37 +202,32 @@ class FaissStore:
 
     @contextlib.contextmanager
     def _writer(self, *, wait: bool, progress: bool, refresh: bool) -> Iterator[None]:
-        with self._lock:
-            if self._writer_depth:
-                self._writer_depth += 1
-                try:
-                    yield
-                finally:
-                    self._writer_depth -= 1
-                return
-            root = self.directory.parent
-            root.mkdir(parents=True, exist_ok=True)
-            with open(root / WRITER_LOCK, "a+b") as fh:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    if not wait:
-                        raise IndexBusyError(
-                            f"another process is writing the index at {root}; try again when "
-                            "it has finished (or let this run wait for it)"
-                        ) from None
-                    if progress:
-                        print(f"waiting for another writer to finish with {root} ...",
-                              file=sys.stderr, flush=True)
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                self._writer_depth = 1
-                try:
-                    if refresh:
-                        self._reload_if_changed()
-                    yield
-                finally:
-                    self._writer_depth = 0
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with self._lock, self._held.hold(lambda: self._flock(wait, progress, refresh)):
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, wait: bool, progress: bool, refresh: bool) -> Iterator[None]:
+        root = self.directory.parent
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / WRITER_LOCK, "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise IndexBusyError(
+                        f"another process is writing the index at {root}; try again when "
+                        "it has finished (or let this run wait for it)"
+                    ) from None
+                if progress:
+                    print(f"waiting for another writer to finish with {root} ...",
+                          file=sys.stderr, flush=True)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                if refresh:
+                    self._reload_if_changed()
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _reload_if_changed(self) -> None:
         """Adopt the index another writer saved since this one was loaded."""

@@ -40,7 +40,7 @@ import numpy as np
 
 from ragft.errors import ConfigError, IndexBusyError, IndexStoreError
 from ragft.rag.chunker import Chunk
-from ragft.rag.stores.base import ScoredChunks
+from ragft.rag.stores.base import ReentrantWriter, ScoredChunks
 
 __all__ = ["SCHEMA_VERSION", "PgVectorStore", "safe_dsn"]
 
@@ -99,7 +99,7 @@ class PgVectorStore:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._ef_in_session = 0
-        self._writer_depth = 0
+        self._held = ReentrantWriter()
         self._clear_on_write = False
 
     def __repr__(self) -> str:
@@ -453,50 +453,45 @@ class PgVectorStore:
     @contextlib.contextmanager
     def writing(self, *, wait: bool = True, progress: bool = False) -> Iterator[None]:
         """The exclusive writer lock: a session advisory lock named after the table prefix."""
+        with self._lock, self._held.hold(lambda: self._advisory_lock(wait, progress)):
+            yield
+
+    @contextlib.contextmanager
+    def _advisory_lock(self, wait: bool, progress: bool) -> Iterator[None]:
         import psycopg
 
-        with self._lock:
-            if self._writer_depth:
-                self._writer_depth += 1
-                try:
-                    yield
-                finally:
-                    self._writer_depth -= 1
-                return
-            key = f"ragft-writer:{self.table}"
-            try:
-                conn = self._connection()
-                got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key]).fetchone()[0]
-                if not got:
-                    if not wait:
-                        raise IndexBusyError(
-                            f"another process is writing the pgvector store {self.table!r} at "
-                            f"{self.where}; try again when it has finished (or let this run "
-                            "wait for it)"
-                        )
-                    if progress:
-                        print(f"waiting for another writer to finish with {self.table!r} at "
-                              f"{self.where} ...", file=sys.stderr, flush=True)
-                    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
-            except psycopg.OperationalError as exc:
-                self._conn = None
-                raise self._unreachable(exc, "taking the writer lock") from None
-            self._writer_depth = 1
-            try:
-                # What another writer committed is visible to every read: only the settings
-                # it may have changed need reading again.
-                row = conn.execute(self._sql("SELECT value FROM {meta} WHERE key = 'meta'")).fetchone()
-                self.meta = dict(row[0] or {})
-                if self._clear_on_write:
-                    self.clear()
-                    self.meta = {}
-                    self._clear_on_write = False
-                yield
-            finally:
-                self._writer_depth = 0
-                with contextlib.suppress(psycopg.Error):
-                    if not conn.closed:
-                        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+        key = f"ragft-writer:{self.table}"
+        try:
+            conn = self._connection()
+            got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key]).fetchone()[0]
+            if not got:
+                if not wait:
+                    raise IndexBusyError(
+                        f"another process is writing the pgvector store {self.table!r} at "
+                        f"{self.where}; try again when it has finished (or let this run "
+                        "wait for it)"
+                    )
+                if progress:
+                    print(f"waiting for another writer to finish with {self.table!r} at "
+                          f"{self.where} ...", file=sys.stderr, flush=True)
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            # What another writer committed is visible to every read: only the settings it
+            # may have changed need reading again.
+            row = conn.execute(self._sql("SELECT value FROM {meta} WHERE key = 'meta'")).fetchone()
+        except psycopg.OperationalError as exc:
+            self._conn = None
+            raise self._unreachable(exc, "taking the writer lock") from None
+        self.meta = dict(row[0] or {})
+        try:
+            if self._clear_on_write:
+                self.clear()
+                self.meta = {}
+                self._clear_on_write = False
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
 
     def drop(self) -> None:
         """Drop the three tables (tests and benchmarks clean up with it)."""
