@@ -46,9 +46,9 @@ from benchmarks.scifact_retrieval import (  # noqa: E402
 from ragft.eval.metrics import mean_metric, ndcg_at_k  # noqa: E402
 from ragft.models.local import MiniLMEmbedder  # noqa: E402
 from ragft.rag.bm25 import BM25Index  # noqa: E402
-from ragft.rag.chunker import Chunk  # noqa: E402
+from ragft.rag.chunker import Chunk, chunk_document  # noqa: E402
 from ragft.rag.documents import Document  # noqa: E402
-from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache  # noqa: E402
+from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache, text_key  # noqa: E402
 from ragft.rag.hits import rrf_scores  # noqa: E402
 from ragft.rag.index import VectorIndex  # noqa: E402
 from ragft.rag.knowledge import CACHE_FILE, KnowledgeBase  # noqa: E402
@@ -148,14 +148,41 @@ def quality(args: argparse.Namespace, dsn: str) -> dict:
     return out
 
 
+def cached_chunk_vectors(args: argparse.Namespace) -> tuple[list[Chunk], np.ndarray]:
+    """The SciFact chunks whose MiniLM vectors are in the embedding cache (no embedding here)."""
+    corpus = read_jsonl(args.data / "corpus.jsonl")
+    cache = EmbeddingCache(RESULTS / "pgvector_scifact" / CACHE_FILE)
+    chunks = [
+        c
+        for d in corpus
+        for c in chunk_document(
+            Document(id=str(d["_id"]), title=d.get("title") or str(d["_id"]), text=d["text"]),
+            max_tokens=CHUNK_TOKENS, overlap=CHUNK_OVERLAP)
+    ]
+    found = cache.get_many(MiniLMEmbedder.name, [text_key(c.embedding_text) for c in chunks], dim=384)
+    kept = [c for c in chunks if text_key(c.embedding_text) in found]
+    vectors = np.stack([found[text_key(c.embedding_text)] for c in kept]).astype(np.float32)
+    print(f"{len(kept)} of {len(chunks)} SciFact chunks have cached vectors", flush=True)
+    return kept, vectors
+
+
+def seed_cache(source: Path) -> None:
+    """Copy another checkout's embedding cache (a consistent SQLite snapshot, read only)."""
+    import sqlite3
+
+    target = RESULTS / "pgvector_scifact" / CACHE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
 def scale(args: argparse.Namespace, dsn: str) -> dict:
     import psycopg
 
-    work = RESULTS / "pgvector_scifact"
-    kb = KnowledgeBase.open(work, CachedEmbedder(MiniLMEmbedder(), EmbeddingCache(work / CACHE_FILE)),
-                            kind="flat", chunk_tokens=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP, create=False)
-    base_chunks = list(kb.store.chunks())
-    base = kb.store.vectors([c.id for c in base_chunks])
+    base_chunks, base = cached_chunk_vectors(args)
     rng = np.random.default_rng(0)
     n = args.rows
     vecs = base[np.arange(n) % len(base)] + rng.normal(0, 0.02, (n, base.shape[1])).astype(np.float32)
@@ -168,7 +195,8 @@ def scale(args: argparse.Namespace, dsn: str) -> dict:
     q_idx = rng.choice(n, args.queries, replace=False)
     queries = vecs[q_idx] + rng.normal(0, 0.05, (args.queries, vecs.shape[1])).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    out: dict = {"rows": n, "dimension": int(vecs.shape[1]), "queries": args.queries}
+    out: dict = {"rows": n, "dimension": int(vecs.shape[1]), "queries": args.queries,
+                 "base_chunks": len(base_chunks)}
 
     # FAISS (flat and HNSW), through VectorIndex; disk = the saved directory.
     for kind in ("flat", "hnsw"):
@@ -267,10 +295,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--seed-cache", type=Path, help="copy this embedding cache first "
+                        "(e.g. one filled by benchmarks/scifact_retrieval.py in another checkout)")
     args = parser.parse_args()
     dsn = os.environ.get("RAGFT_TEST_PG_DSN") or os.environ.get("RAGFT_PG_DSN")
     if not dsn:
         sys.exit('set RAGFT_TEST_PG_DSN: eval "$(bash scripts/postgres.sh start)"')
+    if args.seed_cache:
+        seed_cache(args.seed_cache)
     results = {}
     if not args.skip_quality:
         results["quality"] = quality(args, dsn)

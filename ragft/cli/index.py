@@ -88,9 +88,14 @@ def run_index(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         stats = kb.stats()
+        where = (
+            f"pgvector table {stats['table']!r} on {stats['server']}"
+            if "server" in stats
+            else str(stats["path"])
+        )
         print(
             f"index: {stats['chunks']} chunks from {stats['documents']} documents, "
-            f"{stats['kind']} ({stats['embedder']}) at {stats['path']}",
+            f"{stats['kind']} ({stats['embedder']}) at {where}",
             file=sys.stderr,
         )
     for skip in report.skipped:
