@@ -99,7 +99,18 @@ def quality(args: argparse.Namespace, dsn: str) -> dict:
     work = RESULTS / "pgvector_scifact"
     cached = CachedEmbedder(MiniLMEmbedder(), EmbeddingCache(work / CACHE_FILE), cache_queries=True)
     docs = [Document(id=str(d["_id"]), title=d.get("title") or str(d["_id"]), text=d["text"]) for d in corpus]
+    if args.cached_only:
+        # Only documents whose every chunk is already embedded, and the test queries whose
+        # relevant documents are all among them: a SciFact subset, said so in the output.
+        keys = {d.id: [text_key(c.embedding_text) for c in chunk_document(
+            d, max_tokens=CHUNK_TOKENS, overlap=CHUNK_OVERLAP)] for d in docs}
+        found = cached.cache.get_many(MiniLMEmbedder.name, [k for ks in keys.values() for k in ks], dim=384)
+        docs = [d for d in docs if all(k in found for k in keys[d.id])]
+        kept = {d.id for d in docs}
+        qids = [q for q in qids if set(test[q]) <= kept]
+        print(f"subset: {len(docs)} documents, {len(qids)} test queries", flush=True)
     table = "bench_scifact"
+    PgVectorStore(dsn, embedder="", dimension=1, table=table).drop()
     stores = {
         "faiss": KnowledgeBase.open(work, cached, kind="flat", chunk_tokens=CHUNK_TOKENS,
                                     chunk_overlap=CHUNK_OVERLAP),
@@ -108,11 +119,11 @@ def quality(args: argparse.Namespace, dsn: str) -> dict:
             store=lambda e: PgVectorStore.open(dsn, embedder=e.name, dimension=e.dimension,
                                                table=table, ef_search=POOL)),
     }
-    out: dict = {"queries": len(qids)}
+    out: dict = {"queries": len(qids), "documents": len(docs), "subset": bool(args.cached_only)}
     texts = [queries[q] for q in qids]
     for name, kb in stores.items():
         t0 = time.perf_counter()
-        kb.sync_documents(docs, progress=True)
+        kb.sync_documents(docs, progress=True, allow_removal=True)
         out[f"{name}_sync_s"] = round(time.perf_counter() - t0, 1)
         for mode in ("dense", "hybrid"):
             r = kb.retriever(mode=mode, top_k=POOL, candidates=POOL, fusion="weighted", dense_weight=0.5)
@@ -295,6 +306,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="quality on the SciFact documents already in the embedding cache")
     parser.add_argument("--seed-cache", type=Path, help="copy this embedding cache first "
                         "(e.g. one filled by benchmarks/scifact_retrieval.py in another checkout)")
     args = parser.parse_args()
@@ -306,9 +320,10 @@ def main() -> None:
     results = {}
     if not args.skip_quality:
         results["quality"] = quality(args, dsn)
-    results["scale"] = scale(args, dsn)
+    if not args.skip_scale:
+        results["scale"] = scale(args, dsn)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "pgvector_store.json"
+    path = RESULTS / f"pgvector_store{'_quality' if args.skip_scale else ''}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
 

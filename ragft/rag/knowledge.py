@@ -469,5 +469,11 @@ class KnowledgeBase:
         ``candidates``, ``min_score``, ``fusion``, ``dense_weight``, ``rrf_k``, ``reranker``).
         """
         mode = settings.get("mode", "hybrid")
+        with self._lock:
+            # A shared store (pgvector) may have been changed by another process since the
+            # lexical index was built: a new retriever gets a current one.
+            revision = self.store.revision()
+            if revision != self._bm25_revision:
+                self._bm25, self._bm25_revision = None, revision
         bm25 = self.bm25 if mode != "dense" else None
         return Retriever(self.store, self.embedder, bm25, **settings)

@@ -150,3 +150,16 @@ def test_replace_refuses_misaligned_vectors(open_kb, embedder) -> None:
     chunk = Chunk(id="d#0", document_id="d", title="d", text="t", position=0, token_count=1)
     with pytest.raises(ValueError, match="shape"):
         store.replace_document("d", "h", [chunk], np.zeros((2, 128), np.float32))
+
+
+def test_a_new_retriever_sees_documents_another_writer_added(open_kb, backend, corpus_dir,
+                                                            embedder) -> None:
+    reader = open_kb(embedder)
+    reader.sync(corpus_dir, progress=False)
+    assert reader.retriever(mode="bm25").retrieve("badges blue") == []
+    open_kb(embedder).upsert_document(Document.from_text("x.md", "# X\n\nbadges are blue"))
+    if backend == "faiss":  # an in-process index adopts another writer's save when it writes
+        with reader.writing():
+            pass
+    hits = reader.retriever(mode="hybrid", top_k=1).retrieve("badges blue")
+    assert hits[0].chunk.document_id == "x.md"
