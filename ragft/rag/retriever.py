@@ -184,9 +184,14 @@ class Retriever:
         ids = list(chunks)
         # Complete each candidate's evidence: BM25-only finds get their exact cosine from the
         # stored vector (dense finds got their BM25 score above).
-        need_dense = [i for i in ids if i not in dense_score and i in self.index]
+        need_dense = [i for i in ids if i not in dense_score]
         if need_dense:
-            cos = self.index.vectors(need_dense) @ qvec
+            try:  # one read from the store (a round trip for a database)
+                stored = self.index.vectors(need_dense)
+            except KeyError:  # the lexical index knows a chunk the store no longer has
+                need_dense = [i for i in need_dense if i in self.index]
+                stored = self.index.vectors(need_dense)
+            cos = stored @ qvec
             dense_score.update(zip(need_dense, cos.tolist(), strict=True))
         d = np.array([dense_score.get(i, -1.0) for i in ids], dtype=np.float64)
         lx = np.array([lex_score.get(i, 0.0) for i in ids], dtype=np.float64)

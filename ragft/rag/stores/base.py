@@ -68,7 +68,7 @@ class VectorStore(Protocol):
         ...
 
     def vectors(self, chunk_ids: Sequence[str]) -> np.ndarray:
-        """The stored vectors of ``chunk_ids``, rows in order."""
+        """The stored vectors of ``chunk_ids``, rows in order (``KeyError`` if one is absent)."""
         ...
 
     def search_many(
