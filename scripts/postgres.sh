@@ -19,7 +19,9 @@
 # package (bookworm has no pgvector package) against postgresql-server-dev-N. The trixie
 # deb-src entry lives in a private, temporary apt configuration: the system's sources, lists and
 # pins are untouched, so later `apt-get install`s never see trixie. Needs root (apt, make install)
-# the first time only. Override the version with RAGFT_PG_VERSION (default: newest installed).
+# the first time only. Override the version with RAGFT_PG_VERSION (default: newest installed),
+# the server's shared_buffers with RAGFT_PG_SHARED_BUFFERS (default 128MB, Postgres' own:
+# benchmarks at 100k rows want the table and its indexes to fit, e.g. 1GB).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -62,8 +64,13 @@ install_pgvector() {
   local aptlog="$work/apt.log"
 
   if ! dpkg-query -W -f='${Status}' "postgresql-server-dev-$version" 2>/dev/null | grep -q "ok installed"; then
-    apt_quiet "$aptlog" update -qq
-    apt_quiet "$aptlog" install -y -qq --no-install-recommends "postgresql-server-dev-$version"
+    # From the lists apt already has, which match the installed server; refresh them only if
+    # that fails (a refresh can pull a newer point release of the server along with it).
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "postgresql-server-dev-$version" >>"$aptlog" 2>&1; then
+      apt_quiet "$aptlog" update -qq
+      apt_quiet "$aptlog" install -y -qq --no-install-recommends "postgresql-server-dev-$version"
+    fi
   fi
 
   # A private apt configuration that knows only trixie's deb-src, with its own lists and no
@@ -151,6 +158,7 @@ unix_socket_directories = '$dir/sock'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+shared_buffers = ${RAGFT_PG_SHARED_BUFFERS:-128MB}
 EOF
   if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null 2>&1; then
     cat "$dir/server.log" >&2; rm -rf "$dir"; die "the server did not start (log above)"

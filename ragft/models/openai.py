@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
@@ -33,7 +33,7 @@ from ragft.errors import (
     ModelError,
     ModelResponseError,
 )
-from ragft.models.base import Completion, EmbedKind, Embeddings, Message
+from ragft.models.base import Completion, EmbedKind, Embeddings, GeneratedStream, Message
 from ragft.models.openai_errors import MISSING_KEY_HINT, translate_error, translated_errors
 from ragft.redact import register_secret
 
@@ -395,7 +395,7 @@ class OpenAIChatModel:
         return OpenAIChatStream(chunks, model=self._model, messages=messages)
 
 
-class OpenAIChatStream:
+class OpenAIChatStream(GeneratedStream):
     """Text deltas of one streamed reply (a :class:`~ragft.models.base.ChatStream`).
 
     Iterate once; afterwards :attr:`completion` holds the full text and the usage the final
@@ -404,28 +404,13 @@ class OpenAIChatStream:
     reading early.
     """
 
-    completion: Completion | None
-
     def __init__(self, chunks: Any, *, model: str, messages: Sequence[Message]) -> None:
-        self.completion = None
         self._chunks = chunks
         self._model = model
         self._messages = list(messages)
-        self._iterator = self._run()
+        super().__init__()
 
-    def __iter__(self) -> Iterator[str]:
-        """Yield text deltas as they arrive (a second iteration yields nothing)."""
-        return self._iterator
-
-    def __enter__(self) -> OpenAIChatStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop reading and release the connection; ``completion`` stays ``None`` if unfinished."""
-        self._iterator.close()
+    def _release(self) -> None:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()

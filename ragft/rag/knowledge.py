@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ragft import defaults
 from ragft.answer import Usage
 from ragft.errors import (
     ConfigError,
@@ -157,8 +158,8 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         kind: IndexKind = "auto",
-        chunk_tokens: int = 300,
-        chunk_overlap: int = 50,
+        chunk_tokens: int = defaults.CHUNK_TOKENS,
+        chunk_overlap: int = defaults.CHUNK_OVERLAP,
         create: bool = True,
         rebuild: bool = False,
         token_model: str = DEFAULT_TOKEN_MODEL,

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from ragft import defaults
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
@@ -69,11 +70,11 @@ class Retriever:
         bm25: BM25Index | None = None,
         *,
         mode: RetrievalMode = "hybrid",
-        top_k: int = 5,
-        candidates: int = 30,
+        top_k: int = defaults.TOP_K,
+        candidates: int = defaults.CANDIDATES,
         min_score: float = 0.0,
-        fusion: FusionKind = "rrf",
-        dense_weight: float = 0.5,
+        fusion: FusionKind = defaults.FUSION,
+        dense_weight: float = defaults.DENSE_WEIGHT,
         rrf_k: int = DEFAULT_RRF_K,
         reranker: Reranker | None = None,
     ):
