@@ -182,16 +182,17 @@ def open_knowledge_base(
     kind: str | None = None,
     create: bool = True,
 ) -> KnowledgeBase:
-    """The knowledge base at ``cfg.index_path`` with the config's chunking and index kind.
+    """The knowledge base at ``cfg.index_path`` with the config's chunking, index kind and
+    store backend (``[index] backend``).
 
     ``embedder`` defaults to :func:`build_embedder`; ``kind`` overrides ``[index] kind``.
     With ``create=False`` a missing index raises before any model is loaded.
     """
-    if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
-        raise IndexStoreError(
-            f"no knowledge base at {cfg.index_path}; build it with `ragft index` "
-            f"(corpus: {cfg.corpus_path})"
-        )
+    store = None
+    if cfg.index.backend == "pgvector":
+        store = _pgvector_store(cfg, create=create, rebuild=rebuild)
+    elif not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
+        raise IndexStoreError(f"no knowledge base at {cfg.index_path}; {cfg.index_hint()}")
     return KnowledgeBase.open(
         cfg.index_path,
         embedder if embedder is not None else build_embedder(cfg, meter),
@@ -200,7 +201,34 @@ def open_knowledge_base(
         chunk_overlap=cfg.index.chunk_overlap,
         create=create,
         rebuild=rebuild,
+        store=store,
     )
+
+
+def _pgvector_store(cfg: RagftConfig, *, create: bool, rebuild: bool) -> Any:
+    """A factory opening the configured pgvector store for the knowledge base's embedder."""
+    dsn = cfg.pg_dsn
+    if not dsn:
+        raise ConfigError(
+            f'[index] backend = "pgvector" needs a PostgreSQL connection string: set the '
+            f"{cfg.index.dsn_env} environment variable (or [index] dsn)"
+        )
+    from ragft.rag.stores.pgvector import PgVectorStore
+
+    def open_store(embedder: Embedder) -> PgVectorStore:
+        return PgVectorStore.open(
+            dsn,
+            embedder=embedder.name,
+            dimension=embedder.dimension,
+            create=create,
+            rebuild=rebuild,
+            table=cfg.index.table,
+            hnsw_m=cfg.index.hnsw_m,
+            hnsw_ef_construction=cfg.index.hnsw_ef_construction,
+            ef_search=cfg.index.hnsw_ef_search,
+        )
+
+    return open_store
 
 
 def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Retriever:
@@ -353,8 +381,8 @@ class Components:
             kb = self.knowledge_base()
             if len(kb) == 0:
                 raise IndexStoreError(
-                    f"the index at {self.cfg.index_path} is empty: run `ragft index "
-                    f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
+                    f"the index at {self.cfg.index_path} is empty: {self.cfg.index_hint()} "
+                    f"(or run `{self.cfg.command('quickstart')}`)"
                 )
             overrides: dict[str, Any] = {}
             if self.cfg.retrieval.rerank == "llm":

@@ -33,7 +33,7 @@ from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, Training
 from ragft.serialize import to_record
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 # The training prompts are the serving prompts: both come from ragft.prompts (re-exported here).
 from ragft.prompts import (
     GENERATOR_SYSTEM,

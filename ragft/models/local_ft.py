@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ragft.errors import ModelError, ModelNotFoundError
-from ragft.metering.tokens import estimate_chat_usage
+from ragft.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
 from ragft.prompts import ABSTAIN_TEXT

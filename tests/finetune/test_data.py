@@ -24,7 +24,7 @@ from ragft.finetune.data import (
     validate_file,
     write_jsonl,
 )
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 
 MODEL = "gpt-4o-mini"
 TODAY = dt.date(2026, 11, 29)

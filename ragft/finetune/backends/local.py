@@ -39,7 +39,7 @@ from ragft.storage import (
     publish_directory,
     read_json,
 )
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Embedder
 from ragft.models.local_ft import ARTIFACT_FORMAT, LOCAL_FT_PREFIX, artifact_dir
 
