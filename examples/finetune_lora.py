@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragft.components import REGISTRY_FILE, build_job_manager, corpus_identity
+from ragft.components import REGISTRY_FILE, build_job_manager, index_corpus_identity
 from ragft.config import load_config
 from ragft.finetune.backends.lora import TOKENIZER_CACHE, lora_adapter_dir
 from ragft.finetune.jobs import JobEvent
@@ -130,7 +130,7 @@ def main() -> int:
         purpose="generator", job_id=status.id, training_file_sha256=job.training_sha256,
         metrics=status.metrics, backend="lora", adapter_path=str(artifact.directory),
         base_model_path=str(artifact.base.path), hyperparameters=artifact.hyperparameters,
-        corpus=corpus_identity(cfg))
+        corpus=index_corpus_identity(cfg))
     print(f"4. Registered {version.ref} = {version.model_id}")
     print(f"   adapter: {artifact.directory}")
     print(f"   base:    {artifact.base.path} (referenced, not copied)")

@@ -12,7 +12,6 @@ and :class:`Components` (the parts strategies are built from).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
 
     from ragft.finetune.backends import BackendContext
     from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
-    from ragft.finetune.registry import ModelRegistry
+    from ragft.finetune.registry import CorpusIdentity, ModelRegistry
 
 __all__ = [
     "HASHING_PREFIX",
@@ -58,8 +57,8 @@ __all__ = [
     "build_local_embedder",
     "build_meter",
     "build_retriever",
-    "corpus_identity",
     "finetune_backend_context",
+    "index_corpus_identity",
     "local_embedding_model",
     "open_knowledge_base",
 ]
@@ -74,19 +73,6 @@ JOBS_DIR = "jobs"
 _T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- metering
-
-
-def corpus_identity(cfg: RagftConfig) -> dict[str, str]:
-    """The corpus ``cfg`` answers over: its path and, once indexed, the SHA-256 of the index
-    manifest (which changes with the documents). Recorded with LoRA versions in the registry."""
-    from ragft.storage import file_sha256
-
-    identity = {"path": str(cfg.corpus_path.resolve())}
-    manifest = cfg.index_path / "manifest.json"
-    if manifest.is_file():
-        identity["index_sha256"] = file_sha256(manifest)
-    return identity
-
 
 
 def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
@@ -198,16 +184,17 @@ def open_knowledge_base(
     kind: str | None = None,
     create: bool = True,
 ) -> KnowledgeBase:
-    """The knowledge base at ``cfg.index_path`` with the config's chunking and index kind.
+    """The knowledge base at ``cfg.index_path`` with the config's chunking, index kind and
+    store backend (``[index] backend``).
 
     ``embedder`` defaults to :func:`build_embedder`; ``kind`` overrides ``[index] kind``.
     With ``create=False`` a missing index raises before any model is loaded.
     """
-    if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
-        raise IndexStoreError(
-            f"no knowledge base at {cfg.index_path}; build it with `ragft index` "
-            f"(corpus: {cfg.corpus_path})"
-        )
+    store = None
+    if cfg.index.backend == "pgvector":
+        store = _pgvector_store(cfg, create=create, rebuild=rebuild)
+    elif not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
+        raise IndexStoreError(f"no knowledge base at {cfg.index_path}; {cfg.index_hint()}")
     return KnowledgeBase.open(
         cfg.index_path,
         embedder if embedder is not None else build_embedder(cfg, meter),
@@ -216,7 +203,34 @@ def open_knowledge_base(
         chunk_overlap=cfg.index.chunk_overlap,
         create=create,
         rebuild=rebuild,
+        store=store,
     )
+
+
+def _pgvector_store(cfg: RagftConfig, *, create: bool, rebuild: bool) -> Any:
+    """A factory opening the configured pgvector store for the knowledge base's embedder."""
+    dsn = cfg.pg_dsn
+    if not dsn:
+        raise ConfigError(
+            f'[index] backend = "pgvector" needs a PostgreSQL connection string: set the '
+            f"{cfg.index.dsn_env} environment variable (or [index] dsn)"
+        )
+    from ragft.rag.stores.pgvector import PgVectorStore
+
+    def open_store(embedder: Embedder) -> PgVectorStore:
+        return PgVectorStore.open(
+            dsn,
+            embedder=embedder.name,
+            dimension=embedder.dimension,
+            create=create,
+            rebuild=rebuild,
+            table=cfg.index.table,
+            hnsw_m=cfg.index.hnsw_m,
+            hnsw_ef_construction=cfg.index.hnsw_ef_construction,
+            ef_search=cfg.index.hnsw_ef_search,
+        )
+
+    return open_store
 
 
 def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Retriever:
@@ -241,6 +255,26 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
         settings["reranker"] = EmbeddingReranker(kb.embedder)
     settings.update(overrides)
     return kb.retriever(**settings)
+
+
+def index_corpus_identity(cfg: RagftConfig, kb: KnowledgeBase | None = None) -> CorpusIdentity | None:
+    """The corpus identity (:class:`~ragft.finetune.registry.CorpusIdentity`) of the index at
+    ``cfg.index_path`` — or of ``kb`` when it is already open; ``None`` without documents.
+
+    Recorded with a model version at training time and compared when the model is resolved
+    for a strategy (:meth:`Components.chat`).
+    """
+    from ragft.finetune.registry import CorpusIdentity
+
+    if kb is not None:
+        index = kb.index
+    else:
+        directory = cfg.index_path / INDEX_DIR
+        if not VectorIndex.exists(directory):
+            return None
+        index = VectorIndex.load(directory)
+    documents = {doc_id: index.document_hash(doc_id) or "" for doc_id in index.document_ids()}
+    return CorpusIdentity.of(documents) if documents else None
 
 
 # --------------------------------------------------------------------------- fine-tuning jobs
@@ -310,7 +344,6 @@ class Components:
         self.cfg = cfg
         self.meter = meter
         self._cache: dict[str, object] = {}
-        self._warned_corpus: set[str] = set()
         self._clients = OpenAIClients(cfg)
         #: What every model builder of this run receives.
         self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder,
@@ -353,8 +386,8 @@ class Components:
             kb = self.knowledge_base()
             if len(kb) == 0:
                 raise IndexStoreError(
-                    f"the index at {self.cfg.index_path} is empty: run `ragft index "
-                    f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
+                    f"the index at {self.cfg.index_path} is empty: {self.cfg.index_hint()} "
+                    f"(or run `{self.cfg.command('quickstart')}`)"
                 )
             overrides: dict[str, Any] = {}
             if self.cfg.retrieval.rerank == "llm":
@@ -400,33 +433,38 @@ class Components:
         return self._once("registry", lambda: ModelRegistry(self.cfg.home_path / REGISTRY_FILE))
 
     def resolve(self, ref: str) -> str:
-        """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is.
-
-        A version trained against another corpus than this config's draws a
-        :class:`~ragft.finetune.registry.CorpusMismatchWarning` (once per reference)."""
-        if not ref.startswith("registry:"):
-            return ref
+        """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is."""
         try:
-            version = self.registry().lookup(ref)
+            return str(self.registry().resolve(ref))
         except RegistryError as exc:
             raise RegistryError(
                 f"{exc}. Train and promote one (offline: `python examples/finetune_local.py`; "
                 f"or `ragft finetune start FILE --register ...` then `ragft models promote`), "
                 f"or set [models] in the config to a model id"
             ) from None
-        if version.corpus and ref not in self._warned_corpus:
-            from ragft.finetune.registry import CorpusMismatchWarning, corpus_mismatch
 
-            self._warned_corpus.add(ref)
-            warning = corpus_mismatch(version, corpus_identity(self.cfg))
-            if warning:
-                warnings.warn(warning, CorpusMismatchWarning, stacklevel=2)
-        return version.model_id
+    def corpus_identity(self) -> CorpusIdentity | None:
+        """The identity of the configured index's corpus (the open knowledge base's, if any)."""
+        kb = cast("KnowledgeBase | None", self._cache.get("kb"))
+        return self._once("corpus_identity", lambda: index_corpus_identity(self.cfg, kb))
+
+    def _check_corpus(self, ref: str) -> bool:
+        from ragft.finetune.registry import check_corpus
+
+        version = self.registry().version_for(ref)
+        if version is None or version.corpus is None:
+            return True  # nothing recorded: loading the index to compare would be wasted
+        return check_corpus(version, self.corpus_identity(), stacklevel=4)
 
     def chat(self, ref: str) -> ChatModel:
         """The chat model ``ref`` names (a model id or ``registry:NAME``), built once by the
-        builder registered for its prefix (not metered: callers meter it with their purpose)."""
+        builder registered for its prefix (not metered: callers meter it with their purpose).
+
+        A registered version trained against another corpus than the configured index holds
+        warns (:class:`~ragft.finetune.registry.CorpusMismatchWarning`), once per reference.
+        """
         model_id = self.resolve(ref)
+        self._once(f"corpus_check:{ref}", lambda: self._check_corpus(ref))
         return self._once(f"chat:{model_id}", lambda: build_chat_model(model_id, self.env))
 
     def generative(self, ref: str, feature: str) -> ChatModel:

@@ -19,6 +19,7 @@ from ragft.components import (
     backend_of_job,
     build_job_manager,
     finetune_backend_context,
+    index_corpus_identity,
 )
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
@@ -93,6 +94,8 @@ def register(subparsers: Any) -> None:
                     "epochs, learning_rate, rank, alpha, dropout, target_modules, max_length, "
                     "batch_size, gradient_accumulation, warmup_ratio, max_steps, gradient_checkpointing, "
                     "device)")
+    sp.add_argument("--l2", help="local router: L2 regularisation strength, e.g. 1e-4 "
+                    "(default 'auto': chosen on validation data)")
     sp.add_argument("--purpose", choices=PURPOSES,
                     help="what the model is for (default: detected from the file)")
     sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
@@ -247,11 +250,26 @@ def _estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_hyperparameters(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """``--l2`` as a job hyperparameter: the local router's regularisation (checked by its
+    trainer); other backends have no such knob, so it is refused before anything is sent."""
+    if args.l2 is None:
+        return {}
+    if backend != "local":
+        raise FineTuneError(f"--l2 sets the local router's regularisation; the {backend} "
+                            "backend has no such hyperparameter (drop --l2)")
+    from ragft.finetune.trainers.router import parse_l2
+
+    l2 = parse_l2(args.l2)
+    return {"l2": "auto" if l2 is None else l2}
+
+
 def _start(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     backend = args.backend or cfg.provider
     spec = backend_spec(backend)
     epochs = _epochs(args.epochs)
+    hyperparameters = _local_hyperparameters(args, backend)
     if spec.priced:
         from ragft.components import build_meter
         from ragft.finetune.data import estimate_training
@@ -263,7 +281,7 @@ def _start(args: argparse.Namespace) -> int:
     manager = build_manager(cfg, backend, live=True)
     if spec.in_process:
         print("training locally...", file=sys.stderr)
-    hyperparameters = _parse_hp_options(args.hp)
+    hyperparameters = {**hyperparameters, **_parse_hp_options(args.hp)}
     if not spec.in_process:
         print(f"starting a {backend} job (data checked first)...", file=sys.stderr)
     job = manager.start(args.file, model=args.model, suffix=args.suffix,
@@ -302,7 +320,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
                 return
     lora: dict[str, Any] = {}
     if str(status.fine_tuned_model).startswith("lora:"):
-        from ragft.components import MODELS_DIR, corpus_identity
+        from ragft.components import MODELS_DIR
         from ragft.finetune.backends.lora import lora_adapter_dir
         from ragft.finetune.lora.artifacts import read_artifact
 
@@ -310,8 +328,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
                                                   str(status.fine_tuned_model)))
         lora = {"adapter_path": str(artifact.directory),
                 "base_model_path": str(artifact.base.path),
-                "hyperparameters": artifact.hyperparameters,
-                "corpus": corpus_identity(cfg)}
+                "hyperparameters": artifact.hyperparameters}
     version = registry.register(
         name,
         model_id=str(status.fine_tuned_model),
@@ -321,6 +338,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
         training_file_sha256=job.training_sha256 or None,
         metrics=status.metrics,
         backend=job.backend,
+        corpus=index_corpus_identity(cfg),  # the knowledge base it was trained beside
         **lora,
     )
     print(f"registered {name} version {version.version} ({version.model_id}); promote it with "

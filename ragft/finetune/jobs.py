@@ -210,9 +210,9 @@ def job_key(
 ) -> str:
     """SHA-256 identifying a job by what defines it; equal inputs -> the same job.
 
-    The validation file's hash and extra hyperparameters (a LoRA rank, a learning rate) are
-    part of it too — a different validation set or rank is a different job — but leaving
-    them out keeps the key of jobs without them unchanged.
+    The validation file's hash and hyperparameters beyond the epochs are part of it too (a
+    different validation set or ``l2`` is a different job), but ``None`` keeps the key of jobs
+    without them unchanged.
     """
     parts: dict[str, Any] = {
         "backend": backend,
@@ -257,9 +257,9 @@ class TrackedJob:
     attempts: tuple[str, ...] = ()
     seen_events: tuple[str, ...] = ()
     usage_recorded: bool = False
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fine_tuned_model(self) -> str | None:
@@ -268,7 +268,10 @@ class TrackedJob:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the on-disk format)."""
-        return {**to_record(self), "format": 1}
+        record = {**to_record(self), "format": 1}
+        if not self.hyperparameters:  # added later: written only when set, old records unchanged
+            del record["hyperparameters"]
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
@@ -383,8 +386,8 @@ class JobManager:
         key exists — when a previous run crashed *while* creating, the backend is first asked
         for a job tagged with this key. A previous attempt that failed or was cancelled is kept
         in ``attempts`` and a new job is created from the already uploaded files.
-        ``hyperparameters`` beyond epochs and seed (the LoRA backend's rank, learning rate,
-        ...) are passed to the backend and are part of the job's identity.
+        ``hyperparameters`` are passed to the backend beside ``n_epochs`` (e.g. the local
+        router's ``{"l2": 1e-4}``).
         """
         training_path = Path(training_file)
         if not training_path.is_file():

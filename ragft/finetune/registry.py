@@ -12,13 +12,21 @@ readers never lock and always see a complete file.
 :func:`evaluate_model` produces the held-out metrics the gate checks: exact match and token F1
 against the training file's assistant messages (:mod:`ragft.answer_metrics`), plus label
 accuracy for routers.
+
+A version can record the *corpus* it was trained against (:class:`CorpusIdentity`: a
+fingerprint of the knowledge base's document ids and content hashes). :func:`check_corpus`
+compares it with the index a strategy is about to use and warns
+(:class:`CorpusMismatchWarning`) when they differ: a fine-tuned model (a router, a generator,
+a LoRA adapter) learned one set of documents and would silently serve another. Every backend
+records and checks identities through these two names.
 """
 
 from __future__ import annotations
 
 import builtins
-
+import hashlib
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +42,14 @@ from ragft.prompts import ABSTAIN_TEXT
 
 __all__ = [
     "REGISTRY_PREFIX",
+    "CorpusIdentity",
+    "CorpusMismatchWarning",
     "Gate",
     "GateResult",
     "ModelRegistry",
     "ModelVersion",
     "VersionStatus",
-    "CorpusMismatchWarning",
-    "corpus_mismatch",
+    "check_corpus",
     "evaluate_model",
 ]
 
@@ -52,15 +61,50 @@ REGISTRY_PREFIX = "registry:"
 VersionStatus = Literal["candidate", "promoted", "archived", "rolled_back"]
 
 
+class CorpusMismatchWarning(UserWarning):
+    """A registered model is used against another corpus than the one it was trained on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusIdentity:
+    """Which documents a knowledge base held: a SHA-256 over its sorted ``(document id,
+    content hash)`` pairs, and how many there were (for a readable warning)."""
+
+    fingerprint: str
+    documents: int
+
+    @classmethod
+    def of(cls, documents: Mapping[str, str]) -> CorpusIdentity:
+        """The identity of ``documents`` (document id -> content hash); order does not matter."""
+        digest = hashlib.sha256()
+        for doc_id, content_hash in sorted(documents.items()):
+            digest.update(f"{doc_id}\x00{content_hash}\n".encode())
+        return cls(digest.hexdigest(), len(documents))
+
+    def describe(self) -> str:
+        """``"58 documents (fingerprint 1a2b3c4d5e6f)"``."""
+        plural = "" if self.documents == 1 else "s"
+        return f"{self.documents} document{plural} (fingerprint {self.fingerprint[:12]})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"fingerprint": self.fingerprint, "documents": self.documents}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CorpusIdentity | None:
+        """Inverse of :meth:`to_dict`; ``None`` for a version registered without one."""
+        if not data:
+            return None
+        return cls(str(data["fingerprint"]), int(data["documents"]))
+
+
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
     """One registered version of a named model.
 
-    A LoRA version also records where its adapter is (``adapter_path``, the directory with
-    the adapter files and their manifest), the base model file or directory it applies to
-    (``base_model_path`` — pointed at, never copied), its ``hyperparameters``, and the
-    ``corpus`` it was trained against (``{"path": ..., "index_sha256": ...}``) so using it
-    over another corpus can be flagged (:func:`corpus_mismatch`).
+    A LoRA version also records where its adapter is (``adapter_path``: the directory with
+    the adapter files and their ``lora.json`` manifest), the base model file or directory it
+    applies to (``base_model_path``: pointed at, never copied) and its ``hyperparameters``.
     """
 
     name: str
@@ -74,10 +118,10 @@ class ModelVersion:
     created_at: float = 0.0
     status: VersionStatus = "candidate"
     backend: str | None = None
+    corpus: CorpusIdentity | None = None
     adapter_path: str | None = None
     base_model_path: str | None = None
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    corpus: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -85,8 +129,11 @@ class ModelVersion:
         return f"{REGISTRY_PREFIX}{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return to_record(self)
+        """A JSON-ready dict (``corpus`` only when recorded: older records keep their shape)."""
+        record = to_record(self)
+        if self.corpus is None:
+            del record["corpus"]
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
@@ -176,15 +223,17 @@ class ModelRegistry:
         training_file_sha256: str | None = None,
         metrics: Mapping[str, float] | None = None,
         backend: str | None = None,
+        corpus: CorpusIdentity | None = None,
         adapter_path: str | None = None,
         base_model_path: str | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
-        corpus: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Add a new version of ``name`` (numbered 1, 2, ...) as a candidate.
 
-        ``adapter_path``, ``base_model_path``, ``hyperparameters`` and ``corpus`` describe a
-        LoRA version (see :class:`ModelVersion`)."""
+        ``corpus`` is the knowledge base the model was trained against, when there is one;
+        :func:`check_corpus` compares it with the index the model is later used with.
+        ``adapter_path``, ``base_model_path`` and ``hyperparameters`` describe a LoRA version.
+        """
         if not name or any(c in name for c in ":@/ "):
             raise RegistryError(f"model name {name!r} must be non-empty without ':', '@', '/' "
                                 "or spaces")
@@ -204,10 +253,10 @@ class ModelRegistry:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 created_at=float(self.clock()),
                 backend=backend,
+                corpus=corpus,
                 adapter_path=adapter_path,
                 base_model_path=base_model_path,
                 hyperparameters=dict(hyperparameters or {}),
-                corpus=dict(corpus or {}),
             )
             entry["versions"].append(version.to_dict())
             atomic_write_json(self.path, data)
@@ -353,14 +402,13 @@ class ModelRegistry:
 
         Anything not starting with ``registry:`` is already a model id and is returned as is.
         """
-        if not ref.startswith(REGISTRY_PREFIX):
-            return ref
-        return self.lookup(ref).model_id
+        version = self.version_for(ref)
+        return ref if version is None else version.model_id
 
-    def lookup(self, ref: str) -> ModelVersion:
-        """The version behind ``registry:NAME`` (promoted) or ``registry:NAME@N``."""
+    def version_for(self, ref: str) -> ModelVersion | None:
+        """The version ``registry:NAME[@N]`` names (``None`` for a plain model id)."""
         if not ref.startswith(REGISTRY_PREFIX):
-            raise RegistryError(f"{ref!r} is not a registry reference (registry:NAME[@VERSION])")
+            return None
         spec = ref[len(REGISTRY_PREFIX):]
         name, _, number = spec.partition("@")
         if not name:
@@ -375,27 +423,29 @@ class ModelRegistry:
         return self.get(name, version)
 
 
-class CorpusMismatchWarning(UserWarning):
-    """A registered model is used with another corpus than the one it was trained against."""
+# --------------------------------------------------------------------------- corpus identity
 
 
-def corpus_mismatch(version: ModelVersion, corpus: Mapping[str, str]) -> str | None:
-    """A warning when ``version`` was trained against another corpus (or another state of the
-    index) than ``corpus`` describes; ``None`` when they agree or either is unknown."""
-    trained = version.corpus
-    if not trained or not corpus:
-        return None
-    label = f"{version.name}@{version.version}"
-    if trained.get("path") and corpus.get("path") and trained["path"] != corpus["path"]:
-        return (f"model {label} was trained against corpus {trained['path']} but is used with "
-                f"{corpus['path']}; its answers may not match these documents — retrain it on "
-                f"this corpus or point the config at the one it was trained on")
-    if (trained.get("index_sha256") and corpus.get("index_sha256")
-            and trained["index_sha256"] != corpus["index_sha256"]):
-        return (f"model {label} was trained against an earlier state of the index of "
-                f"{corpus.get('path') or 'this corpus'}; documents changed since — consider "
-                "retraining it")
-    return None
+def check_corpus(version: ModelVersion, current: CorpusIdentity | None, *,
+                 stacklevel: int = 2) -> bool:
+    """Whether ``version`` was trained against the corpus ``current`` identifies.
+
+    Warns with :class:`CorpusMismatchWarning` (and returns ``False``) when both identities are
+    known and differ. A version registered without one, or no index to compare with, is
+    assumed to match: there is nothing to say.
+    """
+    if version.corpus is None or current is None or version.corpus == current:
+        return True
+    warnings.warn(
+        f"model {version.name}@{version.version} ({version.model_id}) was trained against "
+        f"a corpus of {version.corpus.describe()}, but the index it is used with holds "
+        f"{current.describe()}; its answers may refer to documents that changed or are "
+        f"missing. Retrain it on the current corpus (and register the new version), or "
+        f"point the config at the index it was trained for",
+        CorpusMismatchWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return False
 
 
 # --------------------------------------------------------------------------- evaluation
