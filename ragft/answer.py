@@ -76,8 +76,12 @@ class Usage:
         return self.input_tokens + self.output_tokens + self.embedding_tokens + self.training_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return to_record(self)
+        """A JSON-ready dict (``compute_seconds`` only when set: older ledger lines keep their
+        shape)."""
+        record = to_record(self)
+        if not self.compute_seconds:
+            del record["compute_seconds"]
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:

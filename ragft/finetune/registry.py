@@ -131,8 +131,9 @@ class ModelVersion:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``corpus`` only when recorded: older records keep their shape)."""
         record = to_record(self)
-        if self.corpus is None:
-            del record["corpus"]
+        for name in ("corpus", "adapter_path", "base_model_path", "hyperparameters"):
+            if not record[name]:  # added later: written only when set, old records unchanged
+                del record[name]
         return record
 
     @classmethod
