@@ -45,7 +45,7 @@ from ragft.errors import (
     ModelNotFoundError,
 )
 from ragft.eval.judge import LLMJudge
-from ragft.eval.quality import score_answer
+from ragft.metrics import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
 from ragft.strategies.base import Strategy
@@ -77,7 +77,7 @@ class QuestionRecord:
     """One strategy's answer to one question, with every metric, its cost and latency.
 
     ``outcome`` is ``answered``, ``correct_abstention``, ``hallucination``,
-    ``false_abstention`` (see :mod:`ragft.eval.quality`) or ``error``. Metrics that do not
+    ``false_abstention`` (see :mod:`ragft.metrics`) or ``error``. Metrics that do not
     apply are ``None``. ``documents`` are the answer's source documents in rank order;
     ``retrieved`` the documents of every passage retrieval returned (recall@k is over these);
     ``cost_usd`` and the token counts cover every metered call made for the answer (including
