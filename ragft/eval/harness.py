@@ -45,6 +45,7 @@ from ragft.errors import (
     ModelNotFoundError,
 )
 from ragft.eval.judge import LLMJudge
+from ragft.eval.plots import plot_quality_vs_cost  # re-exported: its home was here
 from ragft.metrics import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
@@ -726,47 +727,3 @@ def format_table(result: EvalResult) -> str:
     else:
         lines.append(f"costs: every strategy's total equals its ledger roll-up ({where})")
     return "\n".join(lines)
-
-
-def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = "f1") -> Path:
-    """A PNG scatter: cost per query (x) against ``metric`` (y), one labelled point per strategy.
-
-    The x axis is symmetric-log so free ($0) local strategies sit on the axis next to priced
-    ones; when every strategy is free the plot says so. Uses matplotlib's Agg canvas directly,
-    never pyplot, so it works headless and leaves global state alone.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - matplotlib is an optional extra
-        raise EvaluationError("plotting needs matplotlib: pip install 'ragft[plot]'") from None
-    names = list(result.strategies)
-    xs = [result.summaries[n].cost_per_query for n in names]
-    ys = [result.summaries[n].quality(metric) for n in names]
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    positive = [x for x in xs if x > 0]
-    linthresh = min(positive) / 2 if positive else 1e-6
-    ax.set_xscale("symlog", linthresh=linthresh)
-    for name, x, y in zip(names, xs, ys, strict=True):
-        yv = 0.0 if y is None else y
-        ax.scatter([x], [yv], s=60, zorder=3)
-        ax.annotate(name, (x, yv), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    # A little room left of $0 so free strategies' markers are not cut in half by the axis.
-    ax.set_xlim(left=-linthresh * 0.4, right=max([*xs, linthresh]) * 3)
-    ax.set_ylim(-0.04, 1.05)  # below 0 for the same reason
-    ax.set_xlabel("cost per query (USD, symlog)")
-    ax.set_ylabel({"f1": "token F1", "exact_match": "exact match", "contains": "contains answer",
-                   "judge": "judge score (1-5)"}[metric])
-    if metric == "judge":
-        ax.set_ylim(0.9, 5.1)
-    ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
-    ax.grid(True, alpha=0.3)
-    if not positive:
-        ax.text(0.5, 0.96, "all strategies ran locally: $0 per query", transform=ax.transAxes,
-                ha="center", va="top", fontsize=9, style="italic")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return _atomic_write(path, buf.getvalue())

@@ -154,6 +154,39 @@ def test_failed_questions_are_explained_not_just_counted(project: Path, monkeypa
     ).replace("[models]\n", '[models]\nchat = "gpt-4.1-mini"\n'))
     code = ragft(["eval", "-c", str(broken), "-q", str(project / "questions.jsonl"),
                   "-s", "rag", "--out", str(project / "o"), "--no-progress"], monkeypatch)
-    err = capsys.readouterr().err
-    assert code == 0
+    captured = capsys.readouterr()
+    err = captured.err
     assert "rag: 4 of 4 questions failed" in err and "ModelUnavailableError" in err
+    # Every question failed: not a measurement, so not a success either.
+    assert code == 4 and "rag answered none of its questions" in err
+    wrote = captured.out.split("\nwrote ", 1)[1].strip().split(", ")
+    assert all(Path(p).exists() for p in wrote)
+
+
+def test_only_files_that_exist_are_named(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The base model alone against a server that is down: no call is ever metered, so there is
+    # no ledger file, and the run must not claim one.
+    broken = project / "broken.toml"
+    broken.write_text((project / "ragft.toml").read_text().replace(
+        'provider = "local"\n',
+        'provider = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmax_retries = 0\ntimeout_s = 2\n',
+    ).replace("[models]\n", '[models]\nchat = "gpt-4.1-mini"\n'))
+    out = project / "o"
+    code = ragft(["eval", "-c", str(broken), "-q", str(project / "questions.jsonl"),
+                  "-s", "base", "--out", str(out), "--no-progress"], monkeypatch)
+    printed = capsys.readouterr().out
+    assert code == 4
+    wrote = printed.split("\nwrote ", 1)[1].strip().split(", ")
+    assert not (out / "ledger.jsonl").exists() and str(out / "ledger.jsonl") not in wrote
+    assert str(out / "result.json") in wrote and all(Path(p).exists() for p in wrote)
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # No index yet: building the strategies fails before any file is written.
+    out = project / "runs" / "first"
+    code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
+                  "-s", "rag", "--out", str(out), "--no-progress"], monkeypatch)
+    assert code != 0 and capsys.readouterr().err
+    assert not out.exists() and not (project / "runs").exists()
