@@ -156,6 +156,7 @@ class Answer:
     ``abstained`` is true when the strategy declined to answer (nothing relevant found,
     out-of-scope route). ``retrieved`` lists every passage retrieval returned for the answer,
     best first (``sources`` are the ones the answer cites); retrieval recall@k is measured on it.
+    ``packed`` is how many of them (the first ones) fitted in the model's context, when known.
     """
 
     text: str
@@ -168,6 +169,7 @@ class Answer:
     latency_s: float = 0.0
     abstained: bool = False
     retrieved: tuple[Source, ...] = ()
+    packed: int | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -212,5 +214,6 @@ class Answer:
             "latency_s": self.latency_s,
             "abstained": self.abstained,
             "retrieved": [s.to_dict() for s in self.retrieved],
+            "packed": self.packed,
             "cost_usd": self.cost_usd,
         }

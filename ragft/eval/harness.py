@@ -116,6 +116,8 @@ class QuestionRecord:
     judge_error: str | None = None
     gold_sources: tuple[str, ...] = ()
     retrieved: tuple[str, ...] = ()
+    packed: int | None = None
+    failure_modes: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
@@ -128,6 +130,7 @@ class QuestionRecord:
         data["documents"] = list(self.documents)
         data["gold_sources"] = list(self.gold_sources)
         data["retrieved"] = list(self.retrieved)
+        data["failure_modes"] = list(self.failure_modes)
         return data
 
     @classmethod
@@ -137,6 +140,7 @@ class QuestionRecord:
         values["documents"] = tuple(values.get("documents") or ())
         values["gold_sources"] = tuple(values.get("gold_sources") or ())
         values["retrieved"] = tuple(values.get("retrieved") or ())
+        values["failure_modes"] = tuple(values.get("failure_modes") or ())
         return cls(**values)
 
 
@@ -145,8 +149,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "strategy", "qid", "kind", "outcome", "abstained", "error", "exact_match", "f1", "contains",
     "judge_score", "citation_precision", "citation_recall", "recall_at_k", "cost_usd",
     "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
-    "total_tokens", "latency_s", "confidence", "route_key", "route", "documents",
-    "gold_sources", "answer", "gold", "question",
+    "total_tokens", "latency_s", "confidence", "failure_modes", "packed", "route_key", "route",
+    "documents", "gold_sources", "answer", "gold", "question",
 )
 
 
@@ -334,6 +338,9 @@ class EvalResult:
     judge: str | None = None
     #: Free-form context: strategy kinds, config path, question file, versions.
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Per strategy, the failure-mode counts (see :mod:`ragft.eval.failure_modes`); empty until
+    #: :func:`ragft.eval.failure_modes.analyze` has run.
+    failure_modes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def costs_traced(self) -> bool:
@@ -362,6 +369,7 @@ class EvalResult:
             "meta": self.meta,
             "summaries": {k: v.to_dict() for k, v in self.summaries.items()},
             "cost_check": {k: v.to_dict() for k, v in self.cost_check.items()},
+            "failure_modes": self.failure_modes,
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -385,6 +393,7 @@ class EvalResult:
                 ledger_path=data.get("ledger_path"),
                 judge=data.get("judge"),
                 meta=dict(data.get("meta", {})),
+                failure_modes=dict(data.get("failure_modes", {})),
             )
         except (KeyError, TypeError) as exc:
             raise EvaluationError(f"evaluation result is incomplete or malformed: {exc}") from None
@@ -417,6 +426,7 @@ class EvalResult:
             row = record.to_dict()
             row["documents"] = ";".join(record.documents)
             row["gold_sources"] = ";".join(record.gold_sources)
+            row["failure_modes"] = ";".join(record.failure_modes)
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
         return _atomic_write(path, buf.getvalue().encode("utf-8"))
 
@@ -492,6 +502,7 @@ def _record(
         recall_at_k=scores.recall_at_k,
         latency_s=answer.latency_s,
         retrieved=retrieved,
+        packed=answer.packed,
     )
 
 

@@ -138,6 +138,7 @@ class RAG(Strategy):
             confidence=confidence,
             abstained=abstained,
             retrieved=retrieved,
+            packed=len(passages),
         )
 
     def _route(self, prefix: str, passages: Sequence[Passage], sources: Sequence[Source]) -> str:
