@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ragft.cli._meter import add_price_as, measuring_meter, simulated_label
 from ragft.config import RagftConfig, load_config
 from ragft.errors import EvaluationError
 from ragft.eval.questions import KINDS, Question, load_questions
@@ -24,6 +25,7 @@ RESULT_FILE = "result.json"
 CSV_FILE = "results.csv"
 PLOT_FILE = "quality_vs_cost.png"
 LEDGER_FILE = "ledger.jsonl"
+FAILURE_CSV_FILE = "failure_modes.csv"
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +53,12 @@ def register(subparsers: Any) -> None:
                    help="grade answers 1-5 with the config's chat model (OpenAI backend; costs calls)")
     p.add_argument("--metric", choices=("f1", "contains", "exact_match"), default="f1",
                    help="quality measure for the plot and the A/B test (default: %(default)s)")
+    p.add_argument("--training-data", metavar="JSONL",
+                   help="the fine-tuned model's training data (chat JSONL or question/answer JSONL): "
+                   "answers too close to it on out-of-scope prompts count as overfitting")
+    p.add_argument("--no-probes", action="store_true",
+                   help="skip the greeting and general-knowledge probes (overfitting, forgetting)")
+    add_price_as(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -72,30 +80,47 @@ def _names(value: str | None, cfg: RagftConfig) -> list[str]:
 
 def _evaluate(cfg: RagftConfig, names: list[str], questions: list[Question], out: Path,
               args: argparse.Namespace, meta: dict[str, Any]) -> Any:
-    """Build the strategies on shared parts and one ledger-backed meter, then run them."""
-    from ragft.components import Components, build_meter
+    """Build the strategies on shared parts and one ledger-backed meter, run them, then the
+    probes, and classify every answer's failure modes."""
+    from ragft.components import Components
+    from ragft.eval.failure_modes import analyze, load_training_answers
     from ragft.eval.harness import run_eval
     from ragft.eval.judge import LLMJudge
-    from ragft.metering.meter import Ledger, Meter
+    from ragft.eval.probes import run_probes
     from ragft.strategies import build_strategy
 
-    base = build_meter(cfg, ledger=False)  # the config's prices and budget ...
-    meter = Meter(base.prices, ledger=Ledger(out / LEDGER_FILE), budget=base.budget)  # ... our ledger
+    training = load_training_answers(args.training_data) if args.training_data else []
+    meter = measuring_meter(cfg, out / LEDGER_FILE, args)
+    simulated = simulated_label(meter)
     parts = Components(cfg, meter)
     strategies = {n: build_strategy(cfg, strategy=n, meter=meter, parts=parts) for n in names}
     judge = LLMJudge(parts.base_chat(), meter=meter) if args.judge else None
-    return run_eval(
-        strategies, questions, meter=meter, concurrency=args.concurrency,
-        progress=not args.no_progress, judge=judge, meta=meta,
-    )
+    tags = {"simulated_prices": simulated} if simulated else {}
+    with meter.collect(**tags):  # every ledger line says its cost is simulated
+        result = run_eval(
+            strategies, questions, meter=meter, concurrency=args.concurrency,
+            progress=not args.no_progress, judge=judge, meta={**meta, "simulated_prices": simulated},
+        )
+        probes = {}
+        if not args.no_probes:
+            probed = dict(strategies)
+            if "base" not in probed:  # the reference for catastrophic forgetting
+                probed["base"] = build_strategy(cfg, strategy="base", meter=meter, parts=parts)
+            probes = run_probes(probed, meter=meter, run_id=result.run_id)
+    analyze(result, threshold=cfg.strategy.cascade.threshold, training_answers=training, probes=probes)
+    result.meta["probes"] = {n: [p.to_dict() for p in answers] for n, answers in probes.items()}
+    return result
 
 
 def _write(result: Any, out: Path, metric: str) -> list[Path]:
+    from ragft.eval.failure_modes import write_failure_modes_csv
     from ragft.eval.plots import plot_quality_vs_cost
 
-    written = [result.to_json(out / RESULT_FILE), result.to_csv(out / CSV_FILE)]
+    written = [result.to_json(out / RESULT_FILE), result.to_csv(out / CSV_FILE),
+               write_failure_modes_csv(result, out / FAILURE_CSV_FILE)]
     try:
-        written.append(plot_quality_vs_cost(result, out / PLOT_FILE, metric=metric))
+        written.append(plot_quality_vs_cost(result, out / PLOT_FILE, metric=metric,
+                                            simulated=result.meta.get("simulated_prices")))
     except EvaluationError as exc:  # matplotlib missing: the numbers matter more than the picture
         print(f"ragft: warning: no plot: {exc}", file=sys.stderr)
     return written
@@ -172,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_in(args: argparse.Namespace, cfg: RagftConfig, names: list[str], questions: list[Question],
             kinds: list[str] | None, out: Path, created: list[Path]) -> int:
+    from ragft.eval.failure_modes import format_failure_modes
     from ragft.eval.harness import format_table
 
     meta = {
@@ -181,6 +207,8 @@ def _run_in(args: argparse.Namespace, cfg: RagftConfig, names: list[str], questi
     }
     result = _evaluate(cfg, names, questions, out, args, meta)
     print(format_table(result))
+    print()
+    print(format_failure_modes(result))
     _explain_errors(result)
     written = [out / LEDGER_FILE, *_write(result, out, args.metric)]
     results = [result]

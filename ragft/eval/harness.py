@@ -150,7 +150,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "judge_score", "citation_precision", "citation_recall", "recall_at_k", "cost_usd",
     "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
     "total_tokens", "latency_s", "confidence", "failure_modes", "packed", "route_key", "route",
-    "documents", "gold_sources", "answer", "gold", "question",
+    "documents", "gold_sources", "answer", "gold", "question", "price_basis",
 )
 
 
@@ -422,8 +422,11 @@ class EvalResult:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
+        simulated = self.meta.get("simulated_prices")
+        basis = f"SIMULATED: local models priced as {simulated}" if simulated else "metered"
         for record in self.records:
             row = record.to_dict()
+            row["price_basis"] = basis
             row["documents"] = ";".join(record.documents)
             row["gold_sources"] = ";".join(record.gold_sources)
             row["failure_modes"] = ";".join(record.failure_modes)
@@ -536,7 +539,8 @@ def _cost_check(
     for rec in source:
         if rec.tags.get("eval_run") != run_id:
             continue
-        key = rec.tags.get("eval_strategy") or f"judge:{rec.tags.get('eval_judge', '-')}"
+        key = (rec.tags.get("eval_strategy") or (f"probe:{rec.tags['eval_probe']}" if "eval_probe" in rec.tags
+               else f"judge:{rec.tags.get('eval_judge', '-')}"))
         groups.setdefault(key, []).append(rec)
     rolls = {k: RollUp.of(v) for k, v in groups.items()}
     checks = {}
@@ -685,6 +689,8 @@ def format_table(result: EvalResult) -> str:
     names = list(result.strategies)
     s = [result.summaries[n] for n in names]
     k = [x.mean_k for x in s if x.mean_k is not None]
+    simulated = result.meta.get("simulated_prices")
+    sim = " [SIMULATED]" if simulated else ""
     rows: list[tuple[str, list[str]]] = [
         ("questions (answerable/oos)", [f"{x.n} ({x.n_answerable}/{x.n_out_of_scope})" for x in s]),
         ("errors", [str(x.errors) for x in s]),
@@ -704,8 +710,8 @@ def format_table(result: EvalResult) -> str:
         ("false abstention (answerable)", [_pct(x.false_abstention_rate) for x in s]),
         ("abstained (out of scope)", [_pct(x.abstention_rate_oos) for x in s]),
         ("hallucinated (out of scope)", [_pct(x.hallucination_rate_oos) for x in s]),
-        ("cost / query", [_usd(x.cost_per_query) for x in s]),
-        ("cost total", [_usd(x.cost_total) for x in s]),
+        (f"cost / query{sim}", [_usd(x.cost_per_query) for x in s]),
+        (f"cost total{sim}", [_usd(x.cost_total) for x in s]),
         ("tokens / query", [f"{x.tokens_per_query:,.0f}" for x in s]),
         ("latency p50 (s)", [_fmt(x.latency_p50) for x in s]),
         ("latency p95 (s)", [_fmt(x.latency_p95) for x in s]),
@@ -717,6 +723,8 @@ def format_table(result: EvalResult) -> str:
     for label, cells in rows:
         lines.append("  ".join([label.ljust(label_w), *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
     lines.append("")
+    if simulated:
+        lines.append(f"SIMULATED PRICES: local models charged as {simulated}; these costs were not paid")
     lines.append("route mix:")
     for x in s:
         mix = ", ".join(f"{key} {count / x.n:.0%}" for key, count in x.route_mix.items()) if x.n else "-"

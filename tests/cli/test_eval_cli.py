@@ -87,9 +87,17 @@ def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert result["summaries"]["base"]["recall_at_k"] is None  # the base model alone did not
     with (out / "results.csv").open(newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 2 * len(QUESTIONS)
-    # Every call in the ledger belongs to this run and one of the two strategies.
+    # Every call in the ledger belongs to one of the two strategies, on a question or a probe.
     lines = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
-    assert lines and {x["tags"]["eval_strategy"] for x in lines} <= {"rag", "base"}
+    owners = {x["tags"].get("eval_strategy") or x["tags"]["eval_probe"] for x in lines}
+    assert lines and owners <= {"rag", "base"}
+    # Failure modes: per strategy in result.json and failure_modes.csv, per question in the CSV.
+    assert set(result["failure_modes"]) == {"rag", "base"}
+    assert result["failure_modes"]["base"]["modes"]["retrieval_miss"]["count"] is None  # no retrieval
+    assert result["failure_modes"]["rag"]["modes"]["retrieval_miss"]["of"] == 3
+    with (out / "failure_modes.csv").open(newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 2 * 7
+    assert "failure modes" in printed and "buried [rag]" in printed
 
 
 def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch,
