@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ragft.errors import EvaluationError
-from ragft.eval.freshness import FreshnessReport
+from ragft.eval.freshness import UPDATES_PER_MONTH, FreshnessReport, parse_update_frequency
 from ragft.eval.harness import EvalResult, StrategySummary
 
 __all__ = [
@@ -78,9 +78,6 @@ SITUATIONS: dict[str, tuple[str, GuideAnswer]] = {
     "internal-knowledge-base": ("Internal knowledge base", "rag"),
     "high-volume-stable": ("High-volume, stable use case", "finetuning"),
 }
-#: Update frequencies by name, as updates per month (the guide's "Update Frequency Comparison").
-UPDATES_PER_MONTH: dict[str, float] = {"daily": 30.0, "weekly": 30.0 / 7, "monthly": 1.0,
-                                       "quarterly": 1.0 / 3, "static": 0.0}
 #: The guide's verdict on fine-tuning at each frequency: daily "impractical", weekly
 #: "expensive" (both count as "changes frequently"), monthly and slower "feasible".
 _GUIDE_FREQUENT = frozenset({"daily", "weekly"})
@@ -93,23 +90,6 @@ _WEIGHTS_ONLY = frozenset({"finetuned", "base"})
 #: Composite kinds that answer some questions from model weights alone (router's non-RAG routes, a
 #: cascade's confident first answers): they cannot promise a citation on every answer.
 _SOMETIMES_WEIGHTS = frozenset({"router", "cascade"})
-
-
-def parse_update_frequency(text: str) -> tuple[str, float]:
-    """``daily``/``weekly``/``monthly``/``quarterly``/``static`` or ``N/month`` -> (label, updates
-    per month)."""
-    value = text.strip().lower()
-    if value in UPDATES_PER_MONTH:
-        return value, UPDATES_PER_MONTH[value]
-    number = value.removesuffix("/month").strip()
-    try:
-        per_month = float(number)
-    except ValueError:
-        raise EvaluationError(f"update frequency {text!r}: use daily, weekly, monthly, quarterly, static "
-                              "or a number of updates per month (e.g. 8/month)") from None
-    if per_month < 0:
-        raise EvaluationError(f"update frequency {text!r} must be >= 0")
-    return f"{per_month:g}/month", per_month
 
 
 @dataclass(frozen=True, slots=True)

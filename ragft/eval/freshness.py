@@ -42,6 +42,7 @@ from ragft.storage import atomic_write_bytes
 from ragft.strategies.base import Strategy
 
 __all__ = [
+    "UPDATES_PER_MONTH",
     "FactChange",
     "FreshnessReport",
     "Step",
@@ -49,10 +50,32 @@ __all__ = [
     "make_fact",
     "measure_finetune_update",
     "measure_rag_update",
+    "parse_update_frequency",
     "timings_from_job",
 ]
 
 FORMAT = "ragft-freshness"
+
+#: Update frequencies by name, as updates per month (the guide's "Update Frequency Comparison").
+UPDATES_PER_MONTH: dict[str, float] = {"daily": 30.0, "weekly": 30.0 / 7, "monthly": 1.0,
+                                       "quarterly": 1.0 / 3, "static": 0.0}
+
+
+def parse_update_frequency(text: str) -> tuple[str, float]:
+    """``daily``/``weekly``/``monthly``/``quarterly``/``static`` or ``N/month`` -> (label, updates
+    per month)."""
+    value = text.strip().lower()
+    if value in UPDATES_PER_MONTH:
+        return value, UPDATES_PER_MONTH[value]
+    number = value.removesuffix("/month").strip()
+    try:
+        per_month = float(number)
+    except ValueError:
+        raise EvaluationError(f"update frequency {text!r}: use daily, weekly, monthly, quarterly, static "
+                              "or a number of updates per month (e.g. 8/month)") from None
+    if per_month < 0:
+        raise EvaluationError(f"update frequency {text!r} must be >= 0")
+    return f"{per_month:g}/month", per_month
 
 
 @dataclass(frozen=True, slots=True)
