@@ -282,18 +282,25 @@ def measure_rag_update(
     ``strategy``; then change the document and do it again. ``corpus`` must be a scratch copy."""
     out = []
     path = corpus / fact.document
+    # Asked once before the update: loads the models (a serving process has them loaded, so it
+    # is not part of the update time) and shows the fact was not known.
+    before = strategy.answer(fact.question)
+    known_before = _correct(before.text, before.abstained, fact.old)
     for change, value in (("add", fact.old), ("change", fact.new)):
         clock = _Clock(meter, freshness=approach)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(fact.text(value), encoding="utf-8")
         report = clock.run("index update", sync)
-        detail = str(report) if report is not None and not callable(report) else ""
+        detail = report.summary() if hasattr(report, "summary") else ""  # a SyncReport says what changed
         if detail:
             clock.steps[-1] = Step(clock.steps[-1].name, clock.steps[-1].seconds, clock.steps[-1].cost_usd,
                                    detail[:120])
         answer = clock.run("answer", lambda: strategy.answer(fact.question))
+        notes = (f"before the update the answer was {'already right' if known_before else 'not the fact'}: "
+                 f"{before.text[:80]!r}",) if change == "add" else ()
         out.append(UpdateMeasurement(approach, change, tuple(clock.steps),
-                                     _correct(answer.text, answer.abstained, value), answer.text[:200]))
+                                     _correct(answer.text, answer.abstained, value), answer.text[:200],
+                                     notes=notes))
     return out
 
 
@@ -335,8 +342,9 @@ def measure_finetune_update(
             base = generator_examples(list(training)) if training else []
             parts = split_examples(base, validation=0.1, test=0.1, seed=0)
             fact_rows = _fact_examples(fact, value)
-            # The question itself is held out for the gate; its paraphrases are trained on.
-            train = [*parts.train, *generator_examples(fact_rows[1:-2])]
+            # The fact's question and its paraphrases are trained on (as a user writes the new Q/A
+            # pairs); two paraphrases also calibrate the confidence; the gate asks the question.
+            train = [*parts.train, *generator_examples(fact_rows)]
             validation = [*parts.validation, *generator_examples(fact_rows[-2:])]
             held_out = [*parts.test, *generator_examples(fact_rows[:1])]
             validate_examples(train, model=base_model, raise_on_error=True, source="training examples")
@@ -387,7 +395,9 @@ def measure_finetune_update(
     return out
 
 
-_RUNNING = ("running", "started", "training")
+#: Event texts that mark training under way (OpenAI: "Fine-tuning job started", "Step 1/100: ...";
+#: "Validating training file" is not one of them).
+_RUNNING = ("job started", "running", "step ")
 
 
 def timings_from_job(manager: JobManager, job_id: str) -> UpdateMeasurement:
@@ -400,7 +410,8 @@ def timings_from_job(manager: JobManager, job_id: str) -> UpdateMeasurement:
                               "not known yet")
     events: list[JobEvent] = sorted(manager.events(job_id, limit=1000), key=lambda e: e.created_at)
     started = next((e.created_at for e in events
-                    if any(word in e.message.lower() for word in _RUNNING)), status.created_at)
+                    if any(e.message.lower().startswith(w) or f" {w}" in e.message.lower() for w in _RUNNING)),
+                   status.created_at)
     steps = (Step("queued and validated", max(0.0, started - status.created_at)),
              Step("training", max(0.0, status.finished_at - started),
                   detail=f"{status.trained_tokens or 0:,} trained tokens"))

@@ -138,11 +138,15 @@ def plot_context_curve(curve: ContextCurve, path: str | Path) -> Path:
     ax.grid(True, alpha=0.3)
     tokens = ax.twinx()
     tokens.plot(ks, [p.context_tokens for p in curve.points], color="0.4", marker="x", linestyle=":",
-                label="context tokens / query")
-    tokens.set_ylabel("context tokens per query")
+                label="prompt tokens / query (right axis)")
+    tokens.set_ylabel("prompt tokens per query")
+    ax.set_xticks(ks)
     lines = ax.get_legend_handles_labels()
     more = tokens.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="center right", fontsize=8, framealpha=0.8)
+    # Below the axes: inside, the legend would hide some of the curves.
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=2, fontsize=8, frameon=False)
     ax.set_title(f"rag quality vs context size ({curve.n_questions} answerable questions)")
+    fig.set_size_inches(7, 5.2)
     fig.tight_layout()
     return _save(fig, path)
