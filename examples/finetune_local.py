@@ -36,7 +36,7 @@ from ragft.finetune.data import (
     write_jsonl,
 )
 from ragft.finetune.jobs import JobEvent, JobManager
-from ragft.finetune.local import LocalFineTuneBackend
+from ragft.finetune.backends.local import LocalFineTuneBackend
 from ragft.finetune.registry import Gate, ModelRegistry, evaluate_model
 from ragft.metering.meter import Meter
 from ragft.models.local import ABSTAIN_TEXT, MiniLMEmbedder

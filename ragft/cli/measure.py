@@ -41,7 +41,10 @@ def register(subparsers: Any) -> None:
                        "each approach takes to answer it correctly, in a scratch copy of the index.")
     f.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
     f.add_argument("--backend", "-b", action="append", default=None,
-                   help="fine-tuning backend to measure (repeatable; default: local)")
+                   help="fine-tuning backend to measure, as `ragft finetune start --backend` names it "
+                   "(repeatable; default: local)")
+    f.add_argument("--base-model", help="model the --backend fine-tunes (default: local for the local "
+                   "backend, else the config's chat model)")
     f.add_argument("--training-data", metavar="JSONL",
                    help="question/answer JSONL the fine-tuned generator is retrained on with the fact "
                    "(e.g. corpus/finetune/qa_train.jsonl); default: the fact alone")
@@ -91,6 +94,7 @@ def _read_pairs(path: str) -> list[dict[str, Any]]:
 
 def run_freshness(args: argparse.Namespace) -> int:
     """Measure and print the update times; write ``freshness.json``."""
+    from ragft.cli.finetune import backend_of_job, build_backend, build_manager
     from ragft.eval.freshness import run_freshness as measure
     from ragft.eval.freshness import timings_from_job
 
@@ -100,11 +104,11 @@ def run_freshness(args: argparse.Namespace) -> int:
     print("measuring in a scratch copy of the index (your index, registry and models are not touched) ...",
           file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ragft-freshness-") as scratch:
-        report = measure(cfg, backends=args.backend or ["local"], training=training, meter=meter,
-                         scratch=Path(scratch))
+        report = measure(cfg, build_backend=build_backend, backends=args.backend or ["local"],
+                         base_models={b: args.base_model for b in args.backend or ["local"]}
+                         if args.base_model else None,
+                         training=training, meter=meter, scratch=Path(scratch))
     if args.job:
-        from ragft.cli.finetune import backend_of_job, build_manager
-
         report.measurements.append(timings_from_job(build_manager(cfg, backend_of_job(args.job)), args.job))
     path = report.to_json(_out(cfg, args.out) / FRESHNESS_FILE)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())

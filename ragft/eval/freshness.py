@@ -6,7 +6,7 @@ changed, and each approach must answer the fact's question with the new value.
 
 * **RAG** (:func:`measure_rag_update`): write the document, update the index incrementally
   (only the changed document is chunked and embedded), answer. Time and cost per step.
-* **Fine-tuning** (:func:`measure_finetune_update`), through any
+* **Fine-tuning** (:func:`measure_finetune_update`), through any registered
   :class:`~ragft.finetune.jobs.FineTuneBackend` (the local trainers, LoRA, OpenAI) driven by the
   :class:`~ragft.finetune.jobs.JobManager`: data preparation (examples built and validated),
   training (the job from start to its terminal state; the backend's own job timestamps are
@@ -33,7 +33,7 @@ from typing import Any
 from ragft.answer import sum_cost
 from ragft.errors import EvaluationError
 from ragft.finetune.data import generator_examples, split_examples, validate_examples, write_jsonl
-from ragft.finetune.jobs import JobEvent, JobManager, JobStatus
+from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus
 from ragft.finetune.registry import Gate, ModelRegistry, evaluate_model
 from ragft.metering.meter import Meter
 from ragft.metrics import contains_answer
@@ -422,37 +422,12 @@ def timings_from_job(manager: JobManager, job_id: str) -> UpdateMeasurement:
 
 # --------------------------------------------------------------------------- from a config
 
-#: Fine-tuning backends the measurement can drive, by name: each builds
-#: ``(backend, base model, load_model)`` from the config, a scratch directory and the run's
-#: components. A new backend (LoRA) registers one entry; nothing else changes.
-BackendFactory = Callable[[Any, Path, Any], tuple[Any, str, Callable[[str], ChatModel]]]
-FINETUNE_BACKENDS: dict[str, BackendFactory] = {}
-
-
-def register_freshness_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``ragft eval freshness --backend NAME`` drive another fine-tuning backend."""
-    if name in FINETUNE_BACKENDS:
-        raise ValueError(f"a freshness backend named {name!r} is already registered")
-    FINETUNE_BACKENDS[name] = factory
-
-
-def _local_backend(cfg: Any, scratch: Path, parts: Any) -> tuple[Any, str, Callable[[str], ChatModel]]:
-    from ragft.finetune.local import LocalFineTuneBackend
-    from ragft.models.local_ft import load_local_model
-
-    embedder = parts.local_embedder()
-    models = scratch / "models"
-    return (LocalFineTuneBackend(models, embedder), "local",
-            lambda model_id: load_local_model(model_id, models, embedder))
-
-
-register_freshness_backend("local", _local_backend)
-
-
 def run_freshness(
     cfg: Any,
     *,
+    build_backend: Callable[[Any, str], FineTuneBackend],
     backends: Sequence[str] = ("local",),
+    base_models: Mapping[str, str] | None = None,
     training: Sequence[Mapping[str, Any]] = (),
     meter: Meter,
     scratch: Path,
@@ -460,16 +435,18 @@ def run_freshness(
 ) -> FreshnessReport:
     """Measure RAG and each fine-tuning backend on one fact, in ``scratch`` (a fresh directory:
     the config's index is copied there, its corpus too; nothing of the user's state changes).
-    A backend that only ran a past job (OpenAI) is added with :func:`timings_from_job`."""
+
+    ``build_backend(scratch_config, name)`` builds a registered fine-tuning backend (see
+    :mod:`ragft.finetune.backends`) over the scratch home, so any backend that registers there
+    (local, LoRA, OpenAI) is measured the same way; the promoted model is loaded through the
+    components' model wiring (``Components.chat``). ``base_models`` names the model each backend
+    fine-tunes (default: ``local`` for the local backend, else the config's chat model). A
+    backend that only ran a past job (OpenAI) is added with :func:`timings_from_job`."""
     import shutil
 
     from ragft.components import Components
     from ragft.strategies import build_strategy
 
-    unknown = [b for b in backends if b not in FINETUNE_BACKENDS]
-    if unknown:
-        raise EvaluationError(f"no freshness backend named {', '.join(unknown)}; available: "
-                              f"{', '.join(sorted(FINETUNE_BACKENDS))}")
     fact = make_fact(seed)
     corpus = scratch / "corpus"
     shutil.copytree(cfg.corpus_path, corpus)
@@ -482,13 +459,14 @@ def run_freshness(
     rag = build_strategy(local, strategy="rag", meter=meter, parts=parts)
     measurements = measure_rag_update(corpus, lambda: kb.sync(corpus, progress=False), rag, fact, meter=meter)
     for name in backends:
-        backend, base_model, load = FINETUNE_BACKENDS[name](local, scratch, parts)
+        backend = build_backend(local, name)
+        base_model = (base_models or {}).get(name) or ("local" if name == "local" else local.chat_model)
         manager = JobManager(backend, scratch / "jobs" / name, meter=meter, poll_interval=0.05,
                              max_poll_interval=1.0)
         registry = ModelRegistry(scratch / f"registry-{name}.json")
         work = scratch / "data" / name
         work.mkdir(parents=True, exist_ok=True)
-        measurements += measure_finetune_update(manager, registry, load, fact, meter=meter, workdir=work,
+        measurements += measure_finetune_update(manager, registry, parts.chat, fact, meter=meter, workdir=work,
                                                 base_model=base_model, training=training)
     simulated = meter.prices.simulated_as
     return FreshnessReport(measurements, fact, f"{simulated[0]} / {simulated[1]}" if simulated else None,

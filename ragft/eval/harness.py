@@ -37,6 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
+from ragft.redact import redact
 from ragft.storage import atomic_write_bytes, known_fields
 from ragft.errors import (
     AuthenticationError,
@@ -316,6 +317,11 @@ class CostCheck:
 # --------------------------------------------------------------------------- result
 
 
+def _atomic_write_text(path: str | Path, text: str) -> Path:
+    # Answers and error texts come from servers, which may echo a key: mask before writing.
+    return _atomic_write(path, redact(text).encode("utf-8"))
+
+
 def _atomic_write(path: str | Path, data: bytes) -> Path:
     """Write ``data`` atomically (see :mod:`ragft.storage`) and return the path."""
     atomic_write_bytes(path, data)
@@ -401,7 +407,7 @@ class EvalResult:
     def to_json(self, path: str | Path) -> Path:
         """Write the whole result as indented JSON, atomically."""
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        return _atomic_write(path, text.encode("utf-8"))
+        return _atomic_write_text(path, text)
 
     @classmethod
     def from_json(cls, path: str | Path) -> EvalResult:
@@ -431,7 +437,7 @@ class EvalResult:
             row["gold_sources"] = ";".join(record.gold_sources)
             row["failure_modes"] = ";".join(record.failure_modes)
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
-        return _atomic_write(path, buf.getvalue().encode("utf-8"))
+        return _atomic_write_text(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- running
@@ -605,7 +611,7 @@ def run_eval(
                 try:
                     answer = strategy.answer(q.question, query_id=q.id)
                 except Exception as exc:  # one failing question must not end the run
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = redact(f"{type(exc).__name__}: {exc}")
                     if is_fatal(exc):
                         fatal.setdefault(name, error)
         record = _record(name, q, answer, error, list(scope.records), time.perf_counter() - start)
@@ -621,7 +627,7 @@ def run_eval(
             try:
                 verdict = judge.judge(q.question, q.answer, answer.text)
             except Exception as exc:  # a judge failure loses only the grade
-                return replace(record, judge_error=f"{type(exc).__name__}: {exc}")
+                return replace(record, judge_error=redact(f"{type(exc).__name__}: {exc}"))
         if verdict.score is None:
             return replace(record, judge_error=f"unparsable judge reply {verdict.raw[:60]!r}")
         return replace(record, judge_score=verdict.score)

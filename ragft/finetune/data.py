@@ -9,7 +9,7 @@ The file format is OpenAI's chat fine-tuning format, one example a line::
 One builder per *purpose* (what the tuned model is for): :func:`generator_examples` (answer
 questions without retrieval), :func:`rewriter_examples` (rewrite a search query) and
 :func:`router_examples` (classify a query; the assistant says only the label). The same files
-train the local backend (:mod:`ragft.finetune.local`) and OpenAI jobs.
+train the local backend (:mod:`ragft.finetune.backends.local`) and OpenAI jobs.
 
 :func:`validate_file` runs the checks of the OpenAI cookbook's "Data preparation and analysis
 for chat model fine-tuning" and reports every problem with its 1-based line number, so a file
@@ -57,6 +57,7 @@ __all__ = [
     "estimate_training",
     "example_key",
     "generator_examples",
+    "message_text",
     "read_jsonl",
     "rewriter_examples",
     "router_examples",
@@ -310,16 +311,13 @@ def split_examples(
 # --------------------------------------------------------------------------- purpose
 
 
-def _assistant_text(example: Mapping[str, Any]) -> str:
-    for message in reversed(example.get("messages") or ()):
-        if isinstance(message, Mapping) and message.get("role") == "assistant":
-            return str(message.get("content") or "")
-    return ""
-
-
-def _system_text(example: Mapping[str, Any]) -> str:
-    for message in example.get("messages") or ():
-        if isinstance(message, Mapping) and message.get("role") == "system":
+def message_text(example: Mapping[str, Any], role: str, *, last: bool = False) -> str:
+    """The content of a chat example's first (``last=True``: last) message with ``role``,
+    ``""`` when there is none — e.g. the question (``"user"``) and reply (``"assistant"``,
+    last) a trainer learns from."""
+    messages = [m for m in example.get("messages") or () if isinstance(m, Mapping)]
+    for message in reversed(messages) if last else messages:
+        if message.get("role") == role:
             return str(message.get("content") or "")
     return ""
 
@@ -338,14 +336,14 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     first = examples[0]
     if "messages" not in first and "query" in first and ("passage" in first or "positive" in first):
         return "adapter"
-    system = _system_text(first)
+    system = message_text(first, "system")
     if system.startswith(ROUTER_SYSTEM_PREFIX):
         return "router"
     if system == REWRITER_SYSTEM:
         return "rewriter"
     if system == GENERATOR_SYSTEM:
         return "generator"
-    replies = [_assistant_text(ex).strip() for ex in examples]
+    replies = [message_text(ex, "assistant", last=True).strip() for ex in examples]
     distinct = set(replies)
     label_like = all(r and len(r.split()) == 1 and len(r) <= 40 for r in replies)
     if label_like and len(distinct) <= max(2, min(50, len(replies) // 3)):

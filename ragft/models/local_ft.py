@@ -1,4 +1,4 @@
-"""Inference for models trained offline by :mod:`ragft.finetune.local` (ids ``local-ft:...``).
+"""Inference for models trained offline by :mod:`ragft.finetune.backends.local` (ids ``local-ft:...``).
 
 A trained model is an *artifact directory* under ``models_dir`` holding ``model.json``
 (purpose, ids, the embedder it was trained with, metrics, SHA-256 of every file) and its

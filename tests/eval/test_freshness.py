@@ -19,8 +19,9 @@ from ragft.eval.freshness import (
     parse_update_frequency,
     timings_from_job,
 )
-from ragft.finetune.jobs import JobManager, OpenAIFineTuneBackend
-from ragft.finetune.local import LocalFineTuneBackend
+from ragft.finetune.backends.openai import OpenAIFineTuneBackend
+from ragft.finetune.jobs import JobManager
+from ragft.finetune.backends.local import LocalFineTuneBackend
 from ragft.finetune.registry import ModelRegistry
 from ragft.metering.meter import Meter
 from ragft.metering.prices import PriceTable

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragft.finetune.local import _auc
+from ragft.finetune.trainers.generator import _auc
 
 
 def test_auc_reproduces_the_previous_pairwise_values_ties_included() -> None:

@@ -14,7 +14,7 @@ from ragft.config import load_config
 from ragft.errors import ConfigError, IndexStoreError, RegistryError
 from ragft.finetune.data import generator_examples, rewriter_examples, router_examples, write_jsonl
 from ragft.finetune.jobs import JobManager
-from ragft.finetune.local import LocalFineTuneBackend
+from ragft.finetune.backends.local import LocalFineTuneBackend
 from ragft.finetune.registry import ModelRegistry
 from ragft.models.local import HashingEmbedder
 from ragft.strategies import available_strategies, from_config, register_strategy
