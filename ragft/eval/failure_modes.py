@@ -10,7 +10,8 @@ RAG side (only for strategies that retrieve; ``n/a`` otherwise):
 * ``retrieval_miss`` — an answerable question with gold sources where no gold document was
   retrieved (nothing retrieved counts too). Denominator: answerable questions with gold sources.
 * ``wrong_context`` — a gold document was retrieved, the strategy answered (no abstention),
-  and the answer is wrong (``contains`` = 0) or cites only non-gold documents.
+  and the answer is wrong or cites only non-gold documents. *Wrong* means: it does not contain
+  the gold answer and its token F1 against it is below :data:`WRONG_F1` (0.5).
   Denominator: answerable questions where a gold document was retrieved.
 * ``buried`` — a gold document was retrieved, the answer is wrong or an abstention, and the
   first gold passage was outside the packed context (rank > passages packed) or deep in it
@@ -22,8 +23,8 @@ RAG side (only for strategies that retrieve; ``n/a`` otherwise):
 Fine-tuning side:
 
 * ``confident_hallucination`` — an answer (no abstention) with confidence at or above the
-  cascade threshold that is wrong: ``contains`` = 0 on an answerable question, or any answer
-  to an out-of-scope question. Denominator: answers with a confidence; ``n/a`` for a strategy
+  cascade threshold that is wrong (as above) on an answerable question, or any answer to an
+  out-of-scope question. Denominator: answers with a confidence; ``n/a`` for a strategy
   that reports none.
 * ``overfitting`` — an out-of-scope question or a greeting probe answered with training
   content: the answer's best token F1 against the training answers is at least
@@ -57,6 +58,7 @@ __all__ = [
     "DEEP_RANK",
     "MODES",
     "OVERFIT_F1",
+    "WRONG_F1",
     "FailureModes",
     "ModeCount",
     "analyze",
@@ -71,6 +73,9 @@ __all__ = [
 DEEP_RANK = 3
 #: Token F1 against a training answer at or above which an answer is "training content".
 OVERFIT_F1 = 0.5
+#: An answer is *wrong* when it does not contain the gold answer and its token F1 against the
+#: gold is below this (a paraphrased procedure with the right steps is not wrong).
+WRONG_F1 = 0.5
 #: Examples kept per mode.
 EXAMPLES = 3
 
@@ -96,7 +101,8 @@ def gold_rank(record: QuestionRecord) -> int | None:
 
 
 def _wrong(record: QuestionRecord) -> bool:
-    return record.abstained or not record.contains
+    """Answered, but not the gold: see :data:`WRONG_F1`."""
+    return not record.abstained and not record.contains and (record.f1 or 0.0) < WRONG_F1
 
 
 def _cites_only_other_documents(record: QuestionRecord) -> bool:
@@ -125,15 +131,15 @@ def classify(
             if rank is None:
                 modes.append("retrieval_miss")
             else:
-                if not record.abstained and (not record.contains or _cites_only_other_documents(record)):
+                if _wrong(record) or (not record.abstained and _cites_only_other_documents(record)):
                     modes.append("wrong_context")
                 outside = record.packed is not None and rank > record.packed
-                if _wrong(record) and (outside or rank > DEEP_RANK):
+                if (_wrong(record) or record.abstained) and (outside or rank > DEEP_RANK):
                     modes.append("buried")
         if record.abstained:
             modes.append("false_abstention")
     confident = record.confidence is not None and record.confidence >= threshold
-    if confident and not record.abstained and (not record.answerable or not record.contains):
+    if confident and not record.abstained and (not record.answerable or _wrong(record)):
         modes.append("confident_hallucination")
     if (not record.answerable and not record.abstained and training_answers
             and best_token_f1(record.answer, training_answers) >= OVERFIT_F1):

@@ -19,7 +19,8 @@ def rec(qid: str = "q", *, kind: str = "factual", answer: str = "The meal per di
         gold: str = "$75 per day", gold_sources: tuple[str, ...] = ("policies/travel.md",),
         retrieved: tuple[str, ...] = ("policies/travel.md",), documents: tuple[str, ...] | None = None,
         contains: float | None = 1.0, abstained: bool = False, confidence: float | None = None,
-        packed: int | None = None, error: str | None = None, strategy: str = "s") -> QuestionRecord:
+        packed: int | None = None, error: str | None = None, strategy: str = "s",
+        f1: float = 0.0) -> QuestionRecord:
     answerable = kind != "out_of_scope"
     outcome = ("false_abstention" if abstained else "answered") if answerable else (
         "correct_abstention" if abstained else "hallucination")
@@ -27,7 +28,7 @@ def rec(qid: str = "q", *, kind: str = "factual", answer: str = "The meal per di
         strategy=strategy, qid=qid, kind=kind, question=f"question {qid}?", gold=gold, answer=answer,
         route="", route_key="", outcome="error" if error else outcome, abstained=abstained,
         confidence=confidence, documents=retrieved[:1] if documents is None else documents,
-        exact_match=0.0 if answerable else None, f1=0.0 if answerable else None,
+        exact_match=0.0 if answerable else None, f1=f1 if answerable else None,
         contains=(0.0 if abstained else contains) if answerable else None, citation_precision=None,
         citation_recall=None, recall_at_k=None, cost_usd=0.0, unpriced_calls=0, calls=1, input_tokens=0,
         output_tokens=0, embedding_tokens=0, total_tokens=0, latency_s=0.01, error=error,
@@ -71,6 +72,13 @@ def test_buried_when_the_gold_passage_is_deep_or_outside_the_packed_context() ->
     # At rank 2 within the context, or deep but answered right: not buried.
     assert "buried" not in modes(rec(retrieved=("other/a.md", "policies/travel.md"), contains=0.0, packed=5))
     assert "buried" not in modes(rec(retrieved=deep, documents=("policies/travel.md",)))
+
+
+def test_a_paraphrase_close_to_the_gold_is_not_wrong() -> None:
+    # The laptop procedure in other words: no exact phrase, but token F1 0.64 >= WRONG_F1.
+    close = rec(contains=0.0, f1=0.64, confidence=0.96)
+    assert modes(close) == ()
+    assert modes(replace(close, f1=0.3)) == ("wrong_context", "confident_hallucination")
 
 
 def test_false_abstention_on_answerable_questions_only() -> None:
