@@ -92,11 +92,12 @@ def _evaluate(cfg: RagftConfig, names: list[str], questions: list[Question], out
     training = load_training_answers(args.training_data) if args.training_data else []
     meter = measuring_meter(cfg, out / LEDGER_FILE, args)
     simulated = simulated_label(meter)
-    parts = Components(cfg, meter)
-    strategies = {n: build_strategy(cfg, strategy=n, meter=meter, parts=parts) for n in names}
-    judge = LLMJudge(parts.base_chat(), meter=meter) if args.judge else None
     tags = {"simulated_prices": simulated} if simulated else {}
-    with meter.collect(**tags):  # every ledger line says its cost is simulated
+    # Components are closed after the run (models may hold servers); every ledger line of a
+    # simulated run says so.
+    with Components(cfg, meter) as parts, meter.collect(**tags):
+        strategies = {n: build_strategy(cfg, strategy=n, meter=meter, parts=parts) for n in names}
+        judge = LLMJudge(parts.base_chat(), meter=meter) if args.judge else None
         result = run_eval(
             strategies, questions, meter=meter, concurrency=args.concurrency,
             progress=not args.no_progress, judge=judge, meta={**meta, "simulated_prices": simulated},

@@ -13,26 +13,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ragft.components import MODELS_DIR, REGISTRY_FILE
+from ragft.components import (
+    JOBS_DIR,
+    REGISTRY_FILE,
+    backend_of_job,
+    build_job_manager,
+    finetune_backend_context,
+)
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
-from ragft.finetune.backends import BackendContext, backend_for_job, backend_names, backend_spec
+from ragft.finetune.backends import BackendContext, backend_names, backend_spec
 from ragft.finetune.data import PURPOSES
 from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus, TrackedJob
 
 __all__ = [
-    "JOBS_DIR",
-    "MODELS_DIR",
-    "REGISTRY_FILE",
     "backend_context",
     "backend_of_job",
     "build_backend",
     "build_manager",
-    "local_embedder",
     "register",
 ]
-
-JOBS_DIR = "jobs"
 
 
 def register(subparsers: Any) -> None:
@@ -113,39 +113,13 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- wiring
 
 
-def local_embedder(cfg: RagftConfig) -> Any:
-    """The embedder local training and local-ft models use: the configured one when it is
-    local (MiniLM or hashing), else MiniLM — training must not call a paid API unmetered."""
-    from ragft.components import build_base_embedder
-
-    if cfg.embedding_model.startswith("local/"):
-        return build_base_embedder(cfg)
-    from ragft.models.local import MiniLMEmbedder
-
-    return MiniLMEmbedder()
-
-
 def _progress(event: JobEvent) -> None:
     print(f"  {event.message}", file=sys.stderr, flush=True)
 
 
 def backend_context(cfg: RagftConfig, *, live: bool = False) -> BackendContext:
-    """What backends are built from, wired from the config (each part built only on use)."""
-    from ragft.components import build_meter
-
-    def openai_client() -> Any:
-        from ragft.models.openai import make_client
-
-        return make_client(api_key=cfg.api_key, base_url=cfg.base_url,
-                           timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
-
-    return BackendContext(
-        models_dir=cfg.home_path / MODELS_DIR,
-        embedder=lambda: local_embedder(cfg),
-        openai_client=openai_client,
-        prices=lambda: build_meter(cfg, ledger=False).prices,
-        on_event=_progress if live else None,
-    )
+    """:func:`~ragft.components.finetune_backend_context`, printing progress when ``live``."""
+    return finetune_backend_context(cfg, on_event=_progress if live else None)
 
 
 def build_backend(cfg: RagftConfig, name: str, *, live: bool = False) -> FineTuneBackend:
@@ -155,17 +129,8 @@ def build_backend(cfg: RagftConfig, name: str, *, live: bool = False) -> FineTun
 
 
 def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) -> JobManager:
-    """A :class:`JobManager` over ``<home>/jobs/<backend>/`` metering to the home ledger."""
-    from ragft.components import build_meter
-
-    backend = build_backend(cfg, backend_name, live=live)
-    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
-
-
-def backend_of_job(job_id: str) -> str:
-    """The name of the backend whose job ids ``job_id`` looks like; anything else is not a
-    job id (said before asking any backend, or for an API key)."""
-    return backend_for_job(job_id).name
+    """:func:`~ragft.components.build_job_manager`, printing progress when ``live``."""
+    return build_job_manager(cfg, backend_name, on_event=_progress if live else None)
 
 
 def _epochs(value: str) -> int | str:

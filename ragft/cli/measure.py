@@ -94,7 +94,7 @@ def _read_pairs(path: str) -> list[dict[str, Any]]:
 
 def run_freshness(args: argparse.Namespace) -> int:
     """Measure and print the update times; write ``freshness.json``."""
-    from ragft.cli.finetune import backend_of_job, build_backend, build_manager
+    from ragft.components import backend_of_job, build_job_manager
     from ragft.eval.freshness import run_freshness as measure
     from ragft.eval.freshness import timings_from_job
 
@@ -104,12 +104,12 @@ def run_freshness(args: argparse.Namespace) -> int:
     print("measuring in a scratch copy of the index (your index, registry and models are not touched) ...",
           file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ragft-freshness-") as scratch:
-        report = measure(cfg, build_backend=build_backend, backends=args.backend or ["local"],
+        report = measure(cfg, backends=args.backend or ["local"],
                          base_models={b: args.base_model for b in args.backend or ["local"]}
                          if args.base_model else None,
                          training=training, meter=meter, scratch=Path(scratch))
     if args.job:
-        report.measurements.append(timings_from_job(build_manager(cfg, backend_of_job(args.job)), args.job))
+        report.measurements.append(timings_from_job(build_job_manager(cfg, backend_of_job(args.job)), args.job))
     path = report.to_json(_out(cfg, args.out) / FRESHNESS_FILE)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     print(f"\nwrote {path}", file=sys.stderr)
@@ -135,16 +135,16 @@ def run_context(args: argparse.Namespace) -> int:
     budget = args.context_tokens or cfg.retrieval.context_tokens
     out = _out(cfg, args.out)
     meter = measuring_meter(cfg, out / "ledger.jsonl", args)
-    parts = Components(cfg, meter)
-    retriever, chat = parts.retriever(), parts.base_chat()
+    with Components(cfg, meter) as parts:  # closed after the run: models may hold servers
+        retriever, chat = parts.retriever(), parts.base_chat()
 
-    def build(k: int) -> RAG:
-        return RAG(retriever, chat, meter=meter, top_k=k, context_tokens=budget,
-                   max_tokens=cfg.strategy.max_tokens, min_confidence=cfg.strategy.min_confidence,
-                   name=f"rag@{k}")
+        def build(k: int) -> RAG:
+            return RAG(retriever, chat, meter=meter, top_k=k, context_tokens=budget,
+                       max_tokens=cfg.strategy.max_tokens, min_confidence=cfg.strategy.min_confidence,
+                       name=f"rag@{k}")
 
-    curve = measure_context_curve(build, questions, meter=meter, depths=depths, progress=not args.no_progress,
-                                  context_budget=budget)
+        curve = measure_context_curve(build, questions, meter=meter, depths=depths,
+                                      progress=not args.no_progress, context_budget=budget)
     print(curve.summary())
     written = [curve.to_json(out / CONTEXT_FILE), plot_context_curve(curve, out / CONTEXT_PLOT)]
     print("\nwrote " + ", ".join(str(p) for p in written if p.exists()), file=sys.stderr)

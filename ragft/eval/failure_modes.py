@@ -5,10 +5,12 @@ evaluated question (a :class:`~ragft.eval.harness.QuestionRecord`) or one probe 
 (:mod:`ragft.eval.probes`); a question can match several rules. "Gold retrieved" means a gold
 source document is among the passages retrieval returned (``record.retrieved``, in rank order).
 
-RAG side (only for strategies that retrieve; ``n/a`` otherwise):
+RAG side (only for answers that went through retrieval — a router's fine-tuned route, a
+cascade's kept first answer and a refusal did not; ``n/a`` for a strategy that never retrieves):
 
 * ``retrieval_miss`` — an answerable question with gold sources where no gold document was
-  retrieved (nothing retrieved counts too). Denominator: answerable questions with gold sources.
+  retrieved (nothing retrieved counts too). Denominator: answerable questions with gold sources
+  whose answer went through retrieval.
 * ``wrong_context`` — a gold document was retrieved, the strategy answered (no abstention),
   and the answer is wrong or cites only non-gold documents. *Wrong* means: it does not contain
   the gold answer and its token F1 against it is below :data:`WRONG_F1` (0.5).
@@ -79,6 +81,9 @@ WRONG_F1 = 0.5
 #: Examples kept per mode.
 EXAMPLES = 3
 
+#: Strategy kinds whose answers come from retrieved passages (a record's ``answered_by``).
+RETRIEVAL_KINDS = frozenset({"rag", "ft_rag", "rewrite_rag"})
+
 Side = Literal["rag", "finetuning"]
 #: Every mode, in report order, with its side.
 MODES: tuple[tuple[str, Side], ...] = (
@@ -100,6 +105,15 @@ def gold_rank(record: QuestionRecord) -> int | None:
     return None
 
 
+def went_through_retrieval(record: QuestionRecord, strategy_retrieves: bool = True) -> bool:
+    """Whether this answer came from a retrieval step: by the route (``answered_by``: a router
+    sending the question to the fine-tuned model, a cascade keeping its first answer or a
+    refusal did not retrieve), else by whether the strategy retrieves at all."""
+    if record.answered_by:
+        return record.answered_by in RETRIEVAL_KINDS
+    return strategy_retrieves
+
+
 def _wrong(record: QuestionRecord) -> bool:
     """Answered, but not the gold: see :data:`WRONG_F1`."""
     return not record.abstained and not record.contains and (record.f1 or 0.0) < WRONG_F1
@@ -119,15 +133,16 @@ def classify(
 ) -> tuple[str, ...]:
     """The failure modes one question's answer falls into (see the module docstring).
 
-    ``retrieves``: whether the strategy retrieves at all (the RAG-side rules apply);
-    ``threshold``: the confidence at which an answer counts as confident.
+    ``retrieves``: whether the strategy retrieves at all; the RAG-side rules apply to answers
+    that went through retrieval (:func:`went_through_retrieval`). ``threshold``: the
+    confidence at which an answer counts as confident.
     """
     if record.error:
         return ()
     modes: list[str] = []
     if record.answerable:
         rank = gold_rank(record)
-        if retrieves and record.gold_sources:
+        if went_through_retrieval(record, retrieves) and record.gold_sources:
             if rank is None:
                 modes.append("retrieval_miss")
             else:
@@ -211,9 +226,11 @@ def _strategy_modes(
     base_probes: Sequence[ProbeAnswer] | None,
 ) -> FailureModes:
     ok = [r for r in records if not r.error]
-    retrieves = any(r.retrieved or r.documents for r in ok)
+    strategy_retrieves = any(r.retrieved or r.documents for r in ok)
+    retrieved_answers = [r for r in ok if went_through_retrieval(r, strategy_retrieves)]
+    retrieves = bool(retrieved_answers)
     answerable = [r for r in ok if r.answerable]
-    with_gold = [r for r in answerable if r.gold_sources]
+    with_gold = [r for r in retrieved_answers if r.answerable and r.gold_sources]
     gold_retrieved = [r for r in with_gold if gold_rank(r) is not None]
     confident_known = [r for r in ok if r.confidence is not None]
 

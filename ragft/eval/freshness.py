@@ -33,7 +33,7 @@ from typing import Any
 from ragft.answer import sum_cost
 from ragft.errors import EvaluationError
 from ragft.finetune.data import generator_examples, split_examples, validate_examples, write_jsonl
-from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus
+from ragft.finetune.jobs import JobEvent, JobManager, JobStatus
 from ragft.finetune.registry import Gate, ModelRegistry, evaluate_model
 from ragft.metering.meter import Meter
 from ragft.metrics import contains_answer
@@ -425,7 +425,6 @@ def timings_from_job(manager: JobManager, job_id: str) -> UpdateMeasurement:
 def run_freshness(
     cfg: Any,
     *,
-    build_backend: Callable[[Any, str], FineTuneBackend],
     backends: Sequence[str] = ("local",),
     base_models: Mapping[str, str] | None = None,
     training: Sequence[Mapping[str, Any]] = (),
@@ -436,15 +435,15 @@ def run_freshness(
     """Measure RAG and each fine-tuning backend on one fact, in ``scratch`` (a fresh directory:
     the config's index is copied there, its corpus too; nothing of the user's state changes).
 
-    ``build_backend(scratch_config, name)`` builds a registered fine-tuning backend (see
-    :mod:`ragft.finetune.backends`) over the scratch home, so any backend that registers there
-    (local, LoRA, OpenAI) is measured the same way; the promoted model is loaded through the
-    components' model wiring (``Components.chat``). ``base_models`` names the model each backend
+    Each name in ``backends`` is a fine-tuning backend registered in
+    :mod:`ragft.finetune.backends`, built over the scratch home, so any backend that registers
+    there (local, LoRA, OpenAI) is measured the same way; the promoted model is loaded through
+    the model registry (``Components.chat``). ``base_models`` names the model each backend
     fine-tunes (default: ``local`` for the local backend, else the config's chat model). A
     backend that only ran a past job (OpenAI) is added with :func:`timings_from_job`."""
     import shutil
 
-    from ragft.components import Components
+    from ragft.components import Components, build_finetune_backend
     from ragft.strategies import build_strategy
 
     fact = make_fact(seed)
@@ -453,21 +452,21 @@ def run_freshness(
     if cfg.index_path.exists():  # start from the current index: only the update is timed
         shutil.copytree(cfg.index_path, scratch / "index")
     local = cfg.with_overrides(home=str(scratch), **{"index.corpus": str(corpus), "index.path": str(scratch / "index")})
-    parts = Components(local, meter)
-    kb = parts.knowledge_base()
-    kb.sync(corpus, progress=False)  # brings a missing or stale copy up to date (not timed)
-    rag = build_strategy(local, strategy="rag", meter=meter, parts=parts)
-    measurements = measure_rag_update(corpus, lambda: kb.sync(corpus, progress=False), rag, fact, meter=meter)
-    for name in backends:
-        backend = build_backend(local, name)
-        base_model = (base_models or {}).get(name) or ("local" if name == "local" else local.chat_model)
-        manager = JobManager(backend, scratch / "jobs" / name, meter=meter, poll_interval=0.05,
-                             max_poll_interval=1.0)
-        registry = ModelRegistry(scratch / f"registry-{name}.json")
-        work = scratch / "data" / name
-        work.mkdir(parents=True, exist_ok=True)
-        measurements += measure_finetune_update(manager, registry, parts.chat, fact, meter=meter, workdir=work,
-                                                base_model=base_model, training=training)
+    with Components(local, meter) as parts:  # closed at the end: models may hold servers
+        kb = parts.knowledge_base()
+        kb.sync(corpus, progress=False)  # brings a missing or stale copy up to date (not timed)
+        rag = build_strategy(local, strategy="rag", meter=meter, parts=parts)
+        measurements = measure_rag_update(corpus, lambda: kb.sync(corpus, progress=False), rag, fact, meter=meter)
+        for name in backends:
+            backend = build_finetune_backend(local, name)
+            base_model = (base_models or {}).get(name) or ("local" if name == "local" else local.chat_model)
+            manager = JobManager(backend, scratch / "jobs" / name, meter=meter, poll_interval=0.05,
+                                 max_poll_interval=1.0)
+            registry = ModelRegistry(scratch / f"registry-{name}.json")
+            work = scratch / "data" / name
+            work.mkdir(parents=True, exist_ok=True)
+            measurements += measure_finetune_update(manager, registry, parts.chat, fact, meter=meter, workdir=work,
+                                                    base_model=base_model, training=training)
     simulated = meter.prices.simulated_as
     return FreshnessReport(measurements, fact, f"{simulated[0]} / {simulated[1]}" if simulated else None,
                            {"config": str(getattr(cfg, "source", "") or ""), "corpus": str(cfg.corpus_path),

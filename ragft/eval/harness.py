@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 import time
 import uuid
@@ -50,6 +49,7 @@ from ragft.eval.plots import plot_quality_vs_cost  # re-exported: its home was h
 from ragft.metrics import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
+from ragft.route import Route
 from ragft.strategies.base import Strategy
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "StrategySummary",
     "format_table",
     "plot_quality_vs_cost",
+    "answered_by",
     "route_key",
     "run_eval",
     "summarize",
@@ -83,7 +84,9 @@ class QuestionRecord:
     apply are ``None``. ``documents`` are the answer's source documents in rank order;
     ``retrieved`` the documents of every passage retrieval returned (recall@k is over these);
     ``cost_usd`` and the token counts cover every metered call made for the answer (including
-    calls made before an error).
+    calls made before an error). ``packed``: how many of ``retrieved`` fitted in the context;
+    ``answered_by``: the kind of the strategy that produced the final text (see
+    :func:`answered_by`); ``failure_modes``: filled in by :mod:`ragft.eval.failure_modes`.
     """
 
     strategy: str
@@ -119,6 +122,7 @@ class QuestionRecord:
     retrieved: tuple[str, ...] = ()
     packed: int | None = None
     failure_modes: tuple[str, ...] = ()
+    answered_by: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -150,36 +154,31 @@ CSV_COLUMNS: tuple[str, ...] = (
     "strategy", "qid", "kind", "outcome", "abstained", "error", "exact_match", "f1", "contains",
     "judge_score", "citation_precision", "citation_recall", "recall_at_k", "cost_usd",
     "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
-    "total_tokens", "latency_s", "confidence", "failure_modes", "packed", "route_key", "route",
+    "total_tokens", "latency_s", "confidence", "failure_modes", "packed", "answered_by", "route_key", "route",
     "documents", "gold_sources", "answer", "gold", "question", "price_basis",
 )
 
 
-def route_key(route: str) -> str:
-    """The first decision in a route string, for counting the route mix.
+def answered_by(route: Route) -> str:
+    """The kind of the strategy that produced the final text: the innermost step of the route
+    (``router -> rag`` answers by ``rag``; a cascade that kept its first answer by ``cascade``;
+    a router's refusal by ``router``)."""
+    while route.inner is not None:
+        route = route.inner
+    return route.strategy
+
+
+def route_key(route: Route) -> str:
+    """The first decision of a route, for counting the route mix.
 
     ``"router: procedural (0.93) -> finetuned | ..."`` -> ``"router: procedural"``;
-    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated
-    (its route continues after ``" | "``) -> ``"cascade: fallback"``; a simple strategy ->
-    its kind (``"rag"``), or ``"rag: abstain"`` when its route ends in an abstention.
+    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated ->
+    ``"cascade: fallback"``; a simple strategy -> its kind (``"rag"``), or ``"rag: abstain"``
+    when it declined without an answer.
     """
-    head = route.split(" | ", 1)[0].strip()
-    kind, sep, rest = head.partition(":")
-    kind = kind.strip()
-    if not sep or not kind:
-        return head[:40] or "-"
-    rest = rest.strip()
-    if kind == "cascade":
-        return "cascade: fallback" if " | " in route else "cascade: kept"
-    if kind == "router":
-        label = re.match(r"([\w-]+) \(", rest)
-        if label:
-            return f"router: {label.group(1)}"
-        default = re.search(r"-> default (\S+)", rest)
-        return f"router: default ({default.group(1)})" if default else "router: default"
-    if re.search(r"->\s*abstain\b", head):
-        return f"{kind}: abstain"
-    return kind
+    if not route.strategy:
+        return str(route)[:40] or "-"
+    return f"{route.strategy}: {route.decision}" if route.decision else route.strategy
 
 
 # --------------------------------------------------------------------------- summaries
@@ -497,7 +496,7 @@ def _record(
     return QuestionRecord(
         **common,
         answer=answer.text,
-        route=answer.route,
+        route=str(answer.route),
         route_key=route_key(answer.route),
         outcome=scores.outcome,
         abstained=answer.abstained,
@@ -512,6 +511,7 @@ def _record(
         latency_s=answer.latency_s,
         retrieved=retrieved,
         packed=answer.packed,
+        answered_by=answered_by(answer.route),
     )
 
 

@@ -33,6 +33,13 @@ from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, Training
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
+# The training prompts are the serving prompts: both come from ragft.prompts (re-exported here).
+from ragft.prompts import (
+    GENERATOR_SYSTEM,
+    REWRITER_SYSTEM,
+    ROUTER_SYSTEM_PREFIX,
+    router_system_prompt,
+)
 from ragft.textutil import content_words
 
 __all__ = [
@@ -85,23 +92,6 @@ ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 ALLOWED_MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 )
-
-GENERATOR_SYSTEM = (
-    "You are the support assistant for the documentation you were trained on. "
-    "Answer the question directly and concisely."
-)
-REWRITER_SYSTEM = (
-    "Rewrite the user's search query so that it retrieves the right passages: keep its "
-    "meaning, spell out abbreviations and add the terms the documents use. "
-    "Reply with the rewritten query only."
-)
-#: How the router builders' system prompt starts (the labels follow, comma-separated).
-ROUTER_SYSTEM_PREFIX = "Classify the user's query into exactly one of these labels:"
-
-
-def router_system_prompt(labels: Sequence[str]) -> str:
-    """The router builders' system prompt, naming every allowed label."""
-    return f"{ROUTER_SYSTEM_PREFIX} {', '.join(labels)}. Reply with the label only."
 
 
 # --------------------------------------------------------------------------- builders

@@ -31,7 +31,7 @@ from ragft.errors import ModelError, ModelNotFoundError
 from ragft.metering.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
-from ragft.models.local import ABSTAIN_TEXT
+from ragft.prompts import ABSTAIN_TEXT
 from ragft.storage import file_sha256
 from ragft.textutil import content_words
 

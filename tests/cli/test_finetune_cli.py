@@ -157,6 +157,11 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     code, out, _ = cli("models", "evaluate", "router", "1", test,
                        "--labels", "creative,factual,procedural")
     assert code == 0 and "accuracy=" in out
+    # Evaluation calls go through the meter: one ledger line per held-out example.
+    ledger = [json.loads(x) for x in (tmp_path / "home" / "ledger.jsonl").read_text().splitlines()]
+    evaluated = [r for r in ledger if r["purpose"] == "evaluate"]
+    assert len(evaluated) == len(Path(test).read_text().splitlines())
+    assert all(r["usage"]["model"] == f"local-ft:router:v1:{job_id}" for r in evaluated)
     code, out, err = cli("models", "promote", "router", "1", "--gate-metric", "accuracy",
                          "--min", "1.01")
     assert code == 2 and "refusing to promote router@1: held-out accuracy" in err

@@ -165,3 +165,19 @@ def test_counts_per_strategy_with_examples_probes_and_forgetting() -> None:
     round_trip = EvalResult.from_dict(result.to_dict())
     assert round_trip.failure_modes == result.failure_modes
     assert round_trip.records[2].failure_modes == ("wrong_context", "buried")
+
+
+def test_rag_rules_apply_only_to_answers_that_went_through_retrieval() -> None:
+    from ragft.eval.harness import answered_by
+    from ragft.route import Route
+
+    # A router sending the question to the fine-tuned model, a cascade keeping its first answer
+    # and a refusal did not retrieve; a router or cascade handing over to rag did.
+    to_ft = Route("router", "procedural", "procedural (0.9) -> finetuned", inner=Route("finetuned"))
+    to_rag = Route("cascade", "fallback", "abstained -> rag", inner=Route("rag", detail="5 passages"))
+    assert [answered_by(r) for r in (to_ft, to_rag, Route("cascade", "kept"), Route("router", "out_of_scope"))] == [
+        "finetuned", "rag", "cascade", "router"]
+    unretrieved = rec(retrieved=(), documents=(), abstained=True)
+    assert modes(replace(unretrieved, answered_by="finetuned")) == ("false_abstention",)
+    assert modes(replace(unretrieved, answered_by="router")) == ("false_abstention",)
+    assert modes(replace(unretrieved, answered_by="rag")) == ("retrieval_miss", "false_abstention")
