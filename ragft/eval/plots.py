@@ -81,6 +81,7 @@ def quality_cost_figure(result: EvalResult, *, metric: str = "f1", simulated: st
     xs = [result.summaries[n].cost_per_query for n in names]
     ys = [result.summaries[n].quality(metric) or 0.0 for n in names]
     fig, ax = _figure()
+    fig.set_size_inches(8, 4.5)
     positive = [x for x in xs if x > 0]
     linthresh = min(positive) / 2 if positive else 1e-6
     ax.set_xscale("symlog", linthresh=linthresh)
@@ -89,14 +90,14 @@ def quality_cost_figure(result: EvalResult, *, metric: str = "f1", simulated: st
     # A little room left of $0 so free strategies' markers are not cut in half by the axis.
     ax.set_xlim(left=-linthresh * 0.4, right=max([*xs, linthresh]) * 3)
     ax.set_ylim(0.9, 5.1) if metric == "judge" else ax.set_ylim(-0.04, 1.05)
-    xlabel = "cost per query (USD, symlog)"
+    ax.set_xlabel("cost per query (USD, symlog)" + (" - SIMULATED" if simulated else ""))
     if simulated:
-        xlabel += f" - SIMULATED: local models priced as {simulated}"
-    ax.set_xlabel(xlabel)
+        ax.text(0.5, 0.96, f"SIMULATED costs: local models priced as {simulated}", transform=ax.transAxes,
+                ha="center", va="top", fontsize=9, color="darkred", weight="bold")
     ax.set_ylabel(_METRIC_LABELS[metric])
     ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside, not over, the points
     if not positive:
         ax.text(0.5, 0.96, "all strategies ran locally: $0 per query", transform=ax.transAxes,
                 ha="center", va="top", fontsize=9, style="italic")

@@ -52,4 +52,5 @@ def test_spread_labels_moves_only_labels_that_would_collide() -> None:
 def test_simulated_prices_are_marked_on_the_chart(tmp_path: Path) -> None:
     fig = quality_cost_figure(_result({"rag": 0.3}), simulated="gpt-4.1-mini")
     assert "SIMULATED" in fig.axes[0].get_xlabel()
+    assert any("priced as gpt-4.1-mini" in t.get_text() for t in fig.axes[0].texts)
     assert plot_quality_vs_cost(_result({"rag": 0.3}), tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
