@@ -163,6 +163,19 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulated(args: argparse.Namespace) -> dict[str, str]:
+    """Which inputs carry simulated prices (``ragft eval/measure --price-as``), and as what."""
+    from ragft.eval.freshness import FreshnessReport
+    from ragft.eval.harness import EvalResult
+
+    out = {}
+    if args.from_eval and (label := EvalResult.from_json(args.from_eval).meta.get("simulated_prices")):
+        out["costs per query"] = str(label)
+    if getattr(args, "freshness", None) and (label := FreshnessReport.from_json(args.freshness).simulated_prices):
+        out["costs per update"] = str(label)
+    return out
+
+
 def _with_updates(costs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Add the per-update cost times the update frequency to each strategy."""
     from dataclasses import replace
@@ -181,9 +194,6 @@ def _with_updates(costs: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         report = FreshnessReport.from_json(args.freshness)
         kinds = (EvalResult.from_json(args.from_eval).meta.get("strategy_kinds", {}) if args.from_eval else {})
         per_update = update_costs_from_freshness(report, {n: str(kinds.get(n, n)) for n in costs})
-        if report.simulated_prices:
-            print(f"note: update costs are SIMULATED (local models priced as {report.simulated_prices})",
-                  file=sys.stderr)
     for spec in args.update_cost:
         name, _, usd = spec.partition("=")
         try:
@@ -228,5 +238,11 @@ def run_compare(args: argparse.Namespace) -> int:
         )
     costs = _with_updates(costs, args)
     projection = project_monthly_costs(costs, args.volumes)
-    print(json.dumps(projection.to_dict(), indent=2) if args.json else projection.format())
+    simulated = _simulated(args)
+    if args.json:
+        print(json.dumps({**projection.to_dict(), "simulated_prices": simulated}, indent=2))
+    else:
+        for what, label in simulated.items():
+            print(f"SIMULATED PRICES in the {what}: local models charged as {label}; not real costs")
+        print(projection.format())
     return 0

@@ -290,7 +290,8 @@ def break_even(a: StrategyCost, b: StrategyCost) -> float | None:
     if slope == 0:
         return None  # parallel (or identical): one is always cheaper, or they always tie
     volume = (b.fixed - a.fixed) / slope
-    return volume if volume >= 0 else None
+    # Equal fixed costs cross at 0 (or a rounding error from it): no volume to break even at.
+    return volume if volume > 1e-9 else None
 
 
 def format_break_even(name_a: str, a: StrategyCost, name_b: str, b: StrategyCost) -> str:
@@ -299,8 +300,8 @@ def format_break_even(name_a: str, a: StrategyCost, name_b: str, b: StrategyCost
     if v is None:
         if a.cost_per_query == b.cost_per_query and a.fixed == b.fixed:
             return f"{name_a} vs {name_b}: same cost at every volume"
-        # No crossing at a volume >= 0: whichever is cheaper at zero volume stays cheaper.
-        cheaper = name_a if a.fixed < b.fixed else name_b
+        # No crossing at a volume > 0: whichever is cheaper just above zero stays cheaper.
+        cheaper = name_a if (a.fixed, a.cost_per_query) < (b.fixed, b.cost_per_query) else name_b
         return f"{name_a} vs {name_b}: no break-even; {cheaper} is cheaper at every volume"
     # Past the crossing the line with the smaller cost per query is the cheaper one.
     high = name_a if a.cost_per_query < b.cost_per_query else name_b
