@@ -226,6 +226,8 @@ def _run_in(args: argparse.Namespace, cfg: RagftConfig, names: list[str], questi
         results.append(result_b)
         print(f"\nB: {args.ab}")
         print(format_table(result_b))
+        print()
+        print(format_failure_modes(result_b))
         _explain_errors(result_b)
         written += [out_b / LEDGER_FILE, *_write(result_b, out_b, args.metric)]
         config_a = Path(args.config).name if args.config else "defaults"
