@@ -9,7 +9,6 @@ cost of each strategy at several volumes and where they break even, from measure
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 from pathlib import Path
 from typing import Any, Literal
