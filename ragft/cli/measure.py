@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ragft.cli._meter import add_price_as, measuring_meter
+from ragft.cli._meter import add_price_as, measuring_meter, simulated_label
 from ragft.config import RagftConfig, load_config
 from ragft.errors import EvaluationError
 
@@ -143,8 +143,10 @@ def run_context(args: argparse.Namespace) -> int:
                        max_tokens=cfg.strategy.max_tokens, min_confidence=cfg.strategy.min_confidence,
                        name=f"rag@{k}")
 
-        curve = measure_context_curve(build, questions, meter=meter, depths=depths,
-                                      progress=not args.no_progress, context_budget=budget)
+        label = simulated_label(meter)
+        with meter.collect(**({"simulated_prices": label} if label else {})):  # marks every ledger line
+            curve = measure_context_curve(build, questions, meter=meter, depths=depths,
+                                          progress=not args.no_progress, context_budget=budget)
     print(curve.summary())
     written = [curve.to_json(out / CONTEXT_FILE), plot_context_curve(curve, out / CONTEXT_PLOT)]
     print("\nwrote " + ", ".join(str(p) for p in written if p.exists()), file=sys.stderr)

@@ -198,3 +198,26 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_folder(project: Path, m
                   "-s", "rag", "--out", str(out), "--no-progress"], monkeypatch)
     assert code != 0 and capsys.readouterr().err
     assert not out.exists() and not (project / "runs").exists()
+
+
+def test_simulated_prices_are_marked_in_every_output(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    build_index(project)
+    out = project / "sim"
+    code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"), "-s", "rag",
+                  "--out", str(out), "--no-progress", "--no-probes", "--price-as", "gpt-4.1-mini"], monkeypatch)
+    printed = capsys.readouterr().out
+    assert code == 0
+    label = "gpt-4.1-mini / text-embedding-3-small"
+    assert "cost / query [SIMULATED]" in printed and f"SIMULATED PRICES: local models charged as {label}" in printed
+    result = json.loads((out / "result.json").read_text())
+    assert result["meta"]["simulated_prices"] == label
+    assert result["summaries"]["rag"]["cost_per_query"] > 0  # local calls now carry a (simulated) price
+    with (out / "results.csv").open(newline="") as fh:
+        assert {row["price_basis"] for row in csv.DictReader(fh)} == {f"SIMULATED: local models priced as {label}"}
+    ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    assert {x["tags"]["simulated_prices"] for x in ledger} == {label}
+    # Without --price-as, local models cost nothing and nothing says "simulated".
+    assert ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"), "-s", "rag",
+                  "--out", str(project / "real"), "--no-progress", "--no-probes"], monkeypatch) == 0
+    assert "SIMULATED" not in capsys.readouterr().out

@@ -66,6 +66,7 @@ def test_context_curve_with_simulated_prices(project: Path, monkeypatch: pytest.
     assert (out / "context_curve.png").exists()
     ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
     assert ledger and all(x["cost_usd"] is not None for x in ledger)
+    assert {x["tags"]["simulated_prices"] for x in ledger} == {"gpt-4.1-mini / text-embedding-3-small"}
 
 
 def test_freshness_leaves_the_users_state_alone(project: Path, monkeypatch: pytest.MonkeyPatch,
