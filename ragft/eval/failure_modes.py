@@ -33,8 +33,9 @@ Fine-tuning side:
   :data:`OVERFIT_F1`. Denominator: out-of-scope questions plus greeting probes; ``n/a``
   without training answers (``ragft eval --training-data``).
 * ``catastrophic_forgetting`` — general-knowledge probes the base model answers correctly and
-  this strategy does not. Reported with both accuracies and the drop in points. Denominator:
-  the probes the base model got right; ``n/a`` without probes.
+  this strategy does not. Reported with both accuracies and the drop in points (shown as
+  ``-20 pts`` in the table). Denominator: the probes the base model got right; ``n/a`` without
+  probes, or when the base model answered none of them (nothing to forget).
 
 Errors (a strategy raising) are not a failure mode of the approach; they are counted apart.
 """
@@ -288,10 +289,15 @@ def _strategy_modes(
 
     general = [p for p in probes or () if p.kind == "general"]
     base_general = [p for p in base_probes or () if p.kind == "general"]
-    if general and base_general:
+    if general and base_general and not any(p.correct for p in base_general):
+        out.append(ModeCount("catastrophic_forgetting", "finetuning", None, None,
+                             detail={"base_accuracy": 0.0, "probes": len(general)},
+                             why="the base model answered none of the general-knowledge probes: nothing to forget"))
+    elif general and base_general:
         base_right = {p.prompt for p in base_general if p.correct}
         mine = {p.prompt: p for p in general}
-        lost = [mine[q] for q in base_right if q in mine and not mine[q].correct]
+        lost = [mine[p.prompt] for p in base_general
+                if p.prompt in base_right and p.prompt in mine and not mine[p.prompt].correct]
         base_acc = len(base_right) / len(base_general)
         acc = sum(1 for p in general if p.correct) / len(general)
         out.append(ModeCount(
@@ -342,7 +348,7 @@ def _cell(m: ModeCount) -> str:
     if m.count is None:
         return "n/a"
     if m.mode == "catastrophic_forgetting":
-        return f"{m.detail['drop_points']:+.0f} pts"
+        return f"-{m.detail['drop_points']:.0f} pts" if m.detail["drop_points"] > 0 else f"{-m.detail['drop_points']:+.0f} pts"
     return f"{m.count}/{m.of}" if m.of else "0/0"
 
 

@@ -161,7 +161,7 @@ def test_counts_per_strategy_with_examples_probes_and_forgetting() -> None:
         "wrong_context", "buried")
     assert result.failure_modes["ft"]["modes"]["overfitting"]["rate"] == pytest.approx(1.0)
     table = format_failure_modes(result)
-    assert "retrieval miss [rag]" in table and "+50 pts" in table and "n/a" in table
+    assert "retrieval miss [rag]" in table and "-50 pts" in table and "n/a" in table
     round_trip = EvalResult.from_dict(result.to_dict())
     assert round_trip.failure_modes == result.failure_modes
     assert round_trip.records[2].failure_modes == ("wrong_context", "buried")
@@ -181,3 +181,11 @@ def test_rag_rules_apply_only_to_answers_that_went_through_retrieval() -> None:
     assert modes(replace(unretrieved, answered_by="finetuned")) == ("false_abstention",)
     assert modes(replace(unretrieved, answered_by="router")) == ("false_abstention",)
     assert modes(replace(unretrieved, answered_by="rag")) == ("retrieval_miss", "false_abstention")
+
+
+def test_forgetting_is_not_applicable_when_the_base_model_knows_nothing() -> None:
+    result = _result([rec("q1", strategy="ft", retrieved=(), documents=())])
+    probe = ProbeAnswer("general", "capital of France?", "I don't know", True, False)
+    out = analyze(result, threshold=0.8, probes={"base": [probe], "ft": [probe]})
+    forgetting = out["ft"].get("catastrophic_forgetting")
+    assert forgetting.count is None and "nothing to forget" in forgetting.why
