@@ -189,3 +189,13 @@ def test_forgetting_is_not_applicable_when_the_base_model_knows_nothing() -> Non
     out = analyze(result, threshold=0.8, probes={"base": [probe], "ft": [probe]})
     forgetting = out["ft"].get("catastrophic_forgetting")
     assert forgetting.count is None and "nothing to forget" in forgetting.why
+
+
+def test_a_result_written_before_failure_modes_still_loads() -> None:
+    data = _result([rec("q1", strategy="rag")]).to_dict()
+    del data["failure_modes"]
+    for r in data["records"]:
+        for key in ("packed", "failure_modes", "answered_by"):
+            del r[key]
+    old = EvalResult.from_dict(data)
+    assert old.failure_modes == {} and old.records[0].failure_modes == () and old.records[0].answered_by == ""
