@@ -126,8 +126,9 @@ class UnpricedModelError(PricingError, KeyError):
 class BudgetExceededError(RagftError):
     """A call was refused because it would take spending past a configured budget.
 
-    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run) or
-    ``"query"`` (only this query's allowance is used up)."""
+    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run),
+    ``"query"`` (only this query's allowance is used up) or ``"allowance"`` (an
+    :class:`~ragft.metering.meter.Allowance` — e.g. one API key's budget — is used up)."""
 
     def __init__(
         self,

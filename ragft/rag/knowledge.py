@@ -163,6 +163,13 @@ class KnowledgeBase:
             saved=saved,
         )
 
+    @staticmethod
+    def saved_version(path: str | Path) -> str | None:
+        """Id of the index version saved under ``path`` now (``None``: none saved). Compare
+        ids to know whether ``ragft index`` has saved a newer version than the one loaded;
+        see :meth:`VectorIndex.saved_version <ragft.rag.index.VectorIndex.saved_version>`."""
+        return VectorIndex.saved_version(Path(path) / INDEX_DIR)
+
     # -- state -------------------------------------------------------------------------
     @property
     def chunking(self) -> dict[str, Any]:
