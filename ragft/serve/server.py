@@ -9,6 +9,7 @@ lifespan waits for its worker threads before the process exits.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -58,7 +59,22 @@ def run_server(
             "budget. Set RAGFT_API_KEYS or [serve] api_keys.", host
         )
     config = _uvicorn_config(app, cfg, log_level, host=host, port=cfg.serve.port if port is None else port)
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    if threading.current_thread() is not threading.main_thread():
+        server.run()
+        return
+    # After its graceful shutdown uvicorn raises the captured SIGTERM again under the handler
+    # that was in place before it started: a no-op one makes that a normal return (exit 0)
+    # instead of death by signal once everything in flight has finished.
+    previous = signal.signal(signal.SIGTERM, _graceful_stop_done)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _graceful_stop_done(signum: int, frame: object) -> None:
+    log.info("stopped after finishing the requests in flight")
 
 
 class BackgroundServer:
