@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -42,10 +41,11 @@ from ragft.metering.meter import Allowance, Budget, Meter
 from ragft.serve.api_errors import APIError, from_exception
 from ragft.serve.auth import ANONYMOUS, KeyRing
 from ragft.serve.metrics import ServerMetrics
-from ragft.serve.request import ChatRequest, parse_chat_request, read_body
-from ragft.serve.response import chunk, completion, ragft_object, usage_object
+from ragft.serve.request import parse_chat_request, read_body
+from ragft.serve.response import completion
 from ragft.serve.runtime import RuntimeSlot
-from ragft.serve.workers import StrategyWorkers, StreamEvent
+from ragft.serve.streaming import sse_body, stream_events
+from ragft.serve.workers import StrategyWorkers
 
 __all__ = ["create_app"]
 
@@ -57,14 +57,6 @@ def _error_response(error: APIError, request_id: str | None = None) -> JSONRespo
     if request_id:
         headers["x-request-id"] = request_id
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
-
-
-def _sse(data: dict[str, Any] | bytes | str) -> bytes:
-    if isinstance(data, dict):
-        data = json.dumps(data, ensure_ascii=False)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return b"data: " + data + b"\n\n"
 
 
 class _Server:
@@ -185,16 +177,24 @@ class _Server:
             assert self.workers is not None
             allowance = self.allowances[caller]
             if chat.stream:
-                events = self.workers.stream(
-                    strategy, chat.query, allowance=allowance, request_id=request_id, deadline=deadline
+                events = stream_events(
+                    self.workers, strategy, chat.query, allowance=allowance, request_id=request_id,
+                    deadline=deadline,
                 )
+                # Wait for the first event: a failure before any text (budget, backend down)
+                # still gets its own HTTP status instead of a 200 stream with an error in it.
                 first = await anext(events)
                 if first[0] == "error":
                     await events.aclose()
                     raise first[1]
                 streaming = True
+                body = sse_body(
+                    chat, request_id, first, events,
+                    on_answer=lambda answer: self._count_usage(chat.model, answer),
+                    on_end=lambda code: self._finish(request_id, chat.model, caller, code, started),
+                )
                 return StreamingResponse(
-                    self._sse_body(chat, request_id, first, events, caller, started),
+                    body,
                     media_type="text/event-stream",
                     headers={"x-request-id": request_id, "cache-control": "no-cache"},
                 )
@@ -217,51 +217,6 @@ class _Server:
         finally:
             if not streaming:  # a stream is counted when it ends
                 self._finish(request_id, model, caller, status, started)
-
-    async def _sse_body(
-        self,
-        chat: ChatRequest,
-        request_id: str,
-        first: StreamEvent,
-        events: AsyncIterator[StreamEvent],
-        caller: str,
-        started: float,
-    ) -> AsyncIterator[bytes]:
-        created = int(time.time())
-        usage_field = chat.include_usage
-        status = 499  # until the stream ends: the client went away
-        try:
-            yield _sse(chunk(request_id, chat.model, created, delta={"role": "assistant", "content": ""},
-                             with_usage_field=usage_field))
-            event = first
-            while True:
-                kind, value = event
-                if kind == "delta":
-                    yield _sse(chunk(request_id, chat.model, created, delta={"content": value},
-                                     with_usage_field=usage_field))
-                elif kind == "done":
-                    answer: Answer = value
-                    self._count_usage(chat.model, answer)
-                    yield _sse(chunk(request_id, chat.model, created, delta={}, finish_reason="stop",
-                                     with_usage_field=usage_field,
-                                     extra={"ragft": ragft_object(answer, chat.ignored_messages)}))
-                    if chat.include_usage:
-                        yield _sse(chunk(request_id, chat.model, created, usage=usage_object(answer)))
-                    yield _sse("[DONE]")
-                    status = 200
-                    return
-                else:
-                    error = from_exception(value)
-                    status = error.status
-                    if error.status >= 500:
-                        log.error("%s %s failed mid-stream: %s: %s", request_id, chat.model,
-                                  type(value).__name__, value)
-                    yield _sse(error.encoded())
-                    return
-                event = await anext(events)
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-            self._finish(request_id, chat.model, caller, status, started)
 
     def _count_usage(self, model: str, answer: Answer) -> None:
         calls = [c.usage for c in answer.calls]
