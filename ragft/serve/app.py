@@ -188,13 +188,13 @@ class _Server:
                     await events.aclose()
                     raise first[1]
                 streaming = True
-                body = sse_body(
+                chunks = sse_body(
                     chat, request_id, first, events,
                     on_answer=lambda answer: self._count_usage(chat.model, answer),
                     on_end=lambda code: self._finish(request_id, chat.model, caller, code, started),
                 )
                 return StreamingResponse(
-                    body,
+                    chunks,
                     media_type="text/event-stream",
                     headers={"x-request-id": request_id, "cache-control": "no-cache"},
                 )
