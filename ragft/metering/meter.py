@@ -221,6 +221,9 @@ class Meter:
 
     One meter usually spans one run (an ``ask``, an evaluation). Thread-safe: concurrent
     ``answer_many`` calls each collect their own records through context variables.
+    ``keep_records=False`` is for a meter that lives as long as a server: its calls still reach
+    the ledger, the budgets and every :meth:`collect` scope, but are not also kept in
+    :attr:`records` (which would grow with every request served).
     """
 
     def __init__(
@@ -230,11 +233,13 @@ class Meter:
         ledger: Ledger | None = None,
         budget: Budget | None = None,
         tags: Mapping[str, str] | None = None,
+        keep_records: bool = True,
     ):
         self.prices = prices if prices is not None else PriceTable.load()
         self.ledger = ledger
         self.budget = budget or Budget()
         self.tags = dict(tags or {})
+        self.keep_records = keep_records
         self._records: list[CallRecord] = []
         self._spent = 0.0
         # Estimated cost of calls admitted by the budget but not yet recorded: concurrent
@@ -259,7 +264,7 @@ class Meter:
     # -- recording ---------------------------------------------------------------------
     @property
     def records(self) -> list[CallRecord]:
-        """Every record this meter has made, in order."""
+        """Every record this meter has made, in order (none with ``keep_records=False``)."""
         with self._lock:
             return list(self._records)
 
@@ -284,7 +289,8 @@ class Meter:
             nested=self._depth.get() > 0,
         )
         with self._lock:
-            self._records.append(record)
+            if self.keep_records:
+                self._records.append(record)
             if record.cost_usd is not None:
                 self._spent += record.cost_usd
         for collector in self._active.get():

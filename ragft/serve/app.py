@@ -253,9 +253,10 @@ def create_app(
 ) -> Starlette:
     """The ASGI app serving ``cfg``'s strategies (``strategies`` overrides ``[serve]
     strategies``; both empty: every registered one that builds). ``meter`` defaults to the
-    config's (ledger under ``home``, ``[budget]`` over the server's life). Strategies are
+    config's (ledger under ``home``, ``[budget]`` over the server's life, calls not kept in
+    memory beyond their request). Strategies are
     built when the app starts (its lifespan), and rebuilt when the index is saved anew."""
-    server = _Server(cfg, meter or build_meter(cfg), strategies)
+    server = _Server(cfg, meter or build_meter(cfg, keep_records=False), strategies)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),

@@ -344,3 +344,15 @@ def test_an_allowance_refusal_reserves_nothing_and_threads_keep_their_own() -> N
     assert seen == ["allowance"]
     chat.complete(MSGS, max_tokens=1000)  # this thread charges no allowance: admitted
     assert meter.spent_usd < 0.001 and tiny.spent_usd == 0.0
+
+
+def test_a_meter_that_keeps_no_records_still_collects_budgets_and_logs(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    meter = Meter(ledger=ledger, budget=Budget(total_usd=0.015), keep_records=False)
+    chat = meter.chat_model(FixedChat("gpt-4.1", {"input_tokens": 1000, "output_tokens": 1000}))
+    with meter.collect(query="q1") as calls:
+        chat.complete(MSGS, max_tokens=1000)
+    assert meter.records == [] and len(calls.records) == 1 and len(ledger.read()) == 1
+    assert meter.spent_usd == pytest.approx(0.01)
+    with pytest.raises(BudgetExceededError):
+        chat.complete(MSGS, max_tokens=1000)  # the run budget still counts what was spent
