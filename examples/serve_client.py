@@ -56,7 +56,7 @@ with server as running:
         print(f"[{model}] Q: {question}\n  A: {completion.choices[0].message.content}")
         for source in extra["sources"][:2]:
             print(f"  source: {source['document']}  \"{' '.join(source['snippet'].split())[:80]}\"")
-        print(f"  route: {extra['route']}\n  usage: {completion.usage.prompt_tokens} prompt + "
+        print(f"  route: {extra['route']['text']}\n  usage: {completion.usage.prompt_tokens} prompt + "
               f"{completion.usage.completion_tokens} completion tokens in {len(extra['calls'])} calls, "
               f"${extra['cost_usd']:.6f}\n")
 

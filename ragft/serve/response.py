@@ -10,12 +10,14 @@ route, confidence, abstention, cost and the calls themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 from ragft.answer import Answer
+from ragft.route import Route
 
-__all__ = ["chunk", "completion", "ragft_object", "usage_object"]
+__all__ = ["chunk", "completion", "ragft_object", "route_object", "usage_object"]
 
 
 def usage_object(answer: Answer) -> dict[str, Any]:
@@ -32,11 +34,21 @@ def usage_object(answer: Answer) -> dict[str, Any]:
     }
 
 
+def route_object(route: Route | str) -> dict[str, Any]:
+    """The route as people read it (``text``) and as programs do: the deciding ``strategy``,
+    its ``decision`` (a router's label, a cascade's ``kept`` / ``fallback``, ``abstain``),
+    ``detail``, and the ``inner`` route of what ran next (same fields, or ``null``). A
+    third-party strategy that gives its route as plain text gets ``text`` and ``detail``."""
+    if not isinstance(route, Route):
+        return {"text": str(route), "strategy": "", "decision": "", "detail": str(route), "inner": None}
+    return {"text": str(route), **dataclasses.asdict(route)}
+
+
 def ragft_object(answer: Answer, ignored_messages: int) -> dict[str, Any]:
     """What ragft adds to a completion: sources, route, confidence, money and calls."""
     return {
         "query": answer.query,
-        "route": str(answer.route),
+        "route": route_object(answer.route),
         "strategy": answer.strategy,
         "sources": [
             {

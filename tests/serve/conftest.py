@@ -17,6 +17,7 @@ import pytest
 
 from ragft.components import Components, build_meter
 from ragft.config import RagftConfig, load_config
+from ragft.route import Route
 from ragft.serve import BackgroundServer
 from ragft.strategies import BuildContext, Draft, Strategy, register_strategy
 
@@ -66,7 +67,7 @@ class Gated(Strategy):
         GATE.entered.set()
         if not GATE.release.wait(60):
             raise TimeoutError("the test never released the gate")
-        return Draft(text=f"released: {query}", route="gated: released by the test")
+        return Draft(text=f"released: {query}", route=Route("gated", detail="released by the test"))
 
 
 def _gated(ctx: BuildContext) -> Strategy:

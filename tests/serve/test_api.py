@@ -36,7 +36,8 @@ def test_chat_answers_with_content_usage_and_sources(client: openai.OpenAI) -> N
     assert completion.model == "rag" and completion.id.startswith("chatcmpl-")
     extra = completion.model_extra["ragft"]
     assert extra["query"] == "What is the meal per diem?"
-    assert extra["route"].startswith("rag: ")
+    route = extra["route"]
+    assert route["text"].startswith("rag: ") and route["strategy"] == "rag" and route["inner"] is None
     assert extra["sources"][0]["document"] == "policies/travel.md"
     assert "$75" in extra["sources"][0]["snippet"]
     assert extra["abstained"] is False and extra["cost_usd"] == 0.0
@@ -194,7 +195,9 @@ def test_a_slow_strategy_does_not_block_healthz_or_other_models(
     finally:
         gate.release.set()
         thread.join(60)
-    assert result["completion"].choices[0].message.content == "released: hold on"  # type: ignore[attr-defined]
+    completion = result["completion"]
+    assert completion.choices[0].message.content == "released: hold on"  # type: ignore[attr-defined]
+    assert completion.model_extra["ragft"]["route"]["text"] == "gated: released by the test"  # type: ignore[attr-defined]
 
 
 def test_metrics_count_requests_latency_and_tokens(

@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from ragft.cli import main
+    from ragft.route import Route
     from ragft.strategies import Draft, Strategy, register_strategy
 
     entered, release = Path(sys.argv[1]), Path(sys.argv[2])
@@ -34,7 +35,7 @@ SCRIPT = textwrap.dedent(
             entered.touch()
             while not release.exists():
                 time.sleep(0.02)
-            return Draft(text=f"finished: {query}", route="file_gated: released")
+            return Draft(text=f"finished: {query}", route=Route("file_gated", detail="released"))
 
     register_strategy("file_gated", lambda ctx: FileGated(meter=ctx.meter))
     sys.exit(main(sys.argv[3:]))
