@@ -102,6 +102,8 @@ def main() -> None:
             time.sleep(0.2)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=120)
 
+        inside: dict[str, float] = {}  # completion id -> the strategy's own time in the server
+
         def ask(q: str, stream: bool) -> tuple[str, str, str, float]:
             t0 = time.perf_counter()
             messages = [{"role": "user", "content": q}]
@@ -115,7 +117,9 @@ def main() -> None:
                         query = chunk.model_extra["ragft"]["query"]
                 return "".join(text), query, cid, time.perf_counter() - t0
             c = client.chat.completions.create(model="rag", messages=messages)
-            return c.choices[0].message.content or "", c.model_extra["ragft"]["query"], c.id, time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            inside[c.id] = c.model_extra["ragft"]["latency_s"]
+            return c.choices[0].message.content or "", c.model_extra["ragft"]["query"], c.id, seconds
 
         # Phase 1: one client, sequential, each question through the library and then the
         # server, alternately (so both see the same machine load): the reference answers and
@@ -127,14 +131,24 @@ def main() -> None:
         reference: dict[str, str] = {}
         library_latency: list[float] = []
         single_latency: list[float] = []
+        overhead: list[float] = []
         for q in questions:
             t0 = time.perf_counter()
             library[q] = strategy.answer(q).text
             library_latency.append(time.perf_counter() - t0)
-            text, _, _, seconds = ask(q, False)
+            text, _, cid, seconds = ask(q, False)
             reference[q] = text
             single_latency.append(seconds)
+            overhead.append(seconds - inside[cid])
         differ = sum(reference[q] != library[q] for q in questions)
+        # A request that does no work (GET /healthz): what HTTP and process wake-ups alone cost
+        # on this machine right now, to read the overhead above against.
+        health: list[float] = []
+        with httpx.Client() as http:
+            for _ in questions:
+                t0 = time.perf_counter()
+                http.get(f"http://127.0.0.1:{port}/healthz")
+                health.append(time.perf_counter() - t0)
 
         # Phase 2: concurrent clients.
         lost = mixed = 0
@@ -180,6 +194,11 @@ def main() -> None:
         "server_one_client_rps": len(questions) / sum(single_latency),
         "server_one_client_p50_ms": statistics.median(single_latency) * 1e3,
         "server_one_client_p95_ms": percentile(single_latency, 0.95) * 1e3,
+        # Client-observed time minus the strategy's own time in the server: HTTP, JSON, SDK
+        # parsing and the thread hop, measured within each request.
+        "server_overhead_p50_ms": statistics.median(overhead) * 1e3,
+        "server_overhead_p95_ms": percentile(overhead, 0.95) * 1e3,
+        "healthz_p50_ms": statistics.median(health) * 1e3,
         "answers_differing_from_library": differ,
         "clients": args.clients,
         "requests": total,
@@ -196,6 +215,8 @@ def main() -> None:
           f"{results['library_p95_ms']:.0f}); server p50 {results['server_one_client_p50_ms']:.0f} ms (p95 "
           f"{results['server_one_client_p95_ms']:.0f}), {results['server_one_client_rps']:.1f} req/s; "
           f"{differ} answers differ from the library's")
+    print(f"server overhead per request (client time - strategy time): p50 {results['server_overhead_p50_ms']:.1f} ms, "
+          f"p95 {results['server_overhead_p95_ms']:.1f} ms; GET /healthz round trip p50 {results['healthz_p50_ms']:.1f} ms")
     print(f"server, {args.clients} clients x {args.requests}: {results['load_rps']:.1f} req/s "
           f"(p50 {results['load_p50_ms']:.0f} ms, p95 {results['load_p95_ms']:.0f} ms), "
           f"{args.workers} workers, {os.cpu_count()} CPUs")
