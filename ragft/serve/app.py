@@ -249,14 +249,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    cfg: RagftConfig, *, meter: Meter | None = None, strategies: Sequence[str] = ()
+    cfg: RagftConfig,
+    *,
+    meter: Meter | None = None,
+    strategies: Sequence[str] = (),
+    build_now: bool = False,
 ) -> Starlette:
     """The ASGI app serving ``cfg``'s strategies (``strategies`` overrides ``[serve]
     strategies``; both empty: every registered one that builds). ``meter`` defaults to the
     config's (ledger under ``home``, ``[budget]`` over the server's life, calls not kept in
-    memory beyond their request). Strategies are
-    built when the app starts (its lifespan), and rebuilt when the index is saved anew."""
+    memory beyond their request). Strategies are built when the app starts (its lifespan) —
+    or here with ``build_now``, so an unusable index fails before a port is bound — and are
+    rebuilt when the index is saved anew."""
     server = _Server(cfg, meter or build_meter(cfg, keep_records=False), strategies)
+    if build_now:
+        server.slot.load()
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),

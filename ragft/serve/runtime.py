@@ -80,6 +80,11 @@ class RuntimeSlot:
         self.last_error: str | None = None
 
     @property
+    def loaded(self) -> bool:
+        """Whether a runtime has been built."""
+        return self._current is not None
+
+    @property
     def current(self) -> Runtime:
         """The runtime requests use now."""
         if self._current is None:

@@ -51,7 +51,9 @@ def run_server(
     log_level: str = "info",
 ) -> None:
     """Serve ``cfg`` until SIGTERM / SIGINT (host and port default to ``[serve]``)."""
-    app = create_app(cfg, strategies=strategies)
+    # Built before uvicorn starts: a corrupt index or a bad config is a one-line error here,
+    # not a traceback from inside the ASGI lifespan.
+    app = create_app(cfg, strategies=strategies, build_now=True)
     host = host or cfg.serve.host
     if not cfg.serve_api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(

@@ -26,3 +26,20 @@ def test_bad_options_are_errors_before_anything_starts(
     assert main(["serve", *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "home").exists()
+
+
+def test_an_unusable_index_fails_before_a_port_is_bound(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\n\nThe meal per diem is $75 per day.\n", "utf-8")
+    config = tmp_path / "c.toml"
+    config.write_text(f'home = "{tmp_path / "home"}"\n[index]\ncorpus = "{corpus}"\n'
+                      '[models]\nembedding = "local/hashing-64"\n', "utf-8")
+    assert main(["index", "--config", str(config), "-q"]) == 0
+    chunks = tmp_path / "home" / "index" / "vectors" / "chunks.jsonl"
+    chunks.write_bytes(chunks.read_bytes()[:-5])
+    capsys.readouterr()
+    assert main(["serve", "--config", str(config), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err or "truncated" in err
+    assert "Traceback" not in err
