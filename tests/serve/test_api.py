@@ -233,3 +233,21 @@ def test_healthz_needs_no_key_and_reports_the_index(server: BackgroundServer, ke
     assert health["index_version"] and "rag" in health["models"]
     assert "finetuned" in health["unavailable"]
     assert json.dumps(health).count(keys[0]) == 0
+
+
+def test_a_client_that_goes_away_mid_request_leaves_the_server_healthy(
+    server: BackgroundServer, client: openai.OpenAI, gate, keys: tuple[str, ...]
+) -> None:
+    import time
+
+    body = {"model": "gated", "messages": [{"role": "user", "content": "bye"}], "stream": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=httpx.Timeout(30, read=0.5),
+                   headers={"Authorization": f"Bearer {keys[0]}"})
+    assert gate.entered.wait(30)
+    gate.release.set()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/healthz").json()["in_flight"]:
+        assert time.monotonic() < deadline, "a request stayed in flight after its client left"
+        time.sleep(0.05)
+    assert "$75" in ask(client, "What is the meal per diem?").choices[0].message.content
