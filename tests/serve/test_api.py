@@ -29,7 +29,7 @@ def test_models_list_has_the_strategies_that_built(client: openai.OpenAI) -> Non
     assert client.models.retrieve("rag").owned_by == "ragft"
 
 
-def test_chat_answers_with_content_usage_and_sources(client: openai.OpenAI) -> None:
+def test_chat_answers_with_content_usage_and_sources(client: openai.OpenAI, home) -> None:
     completion = ask(client, "What is the meal per diem?")
     assert "$75" in completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop"
@@ -48,6 +48,11 @@ def test_chat_answers_with_content_usage_and_sources(client: openai.OpenAI) -> N
     assert usage.prompt_tokens == sum(c["input_tokens"] + c["embedding_tokens"] for c in calls)
     assert usage.completion_tokens == sum(c["output_tokens"] for c in calls) > 0
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    # Every call is in the ledger, tagged with the request and the caller's label.
+    lines = [json.loads(line) for line in (home / "ledger.jsonl").read_text("utf-8").splitlines()]
+    mine = [r for r in lines if r["tags"].get("query") == completion.id]
+    assert len(mine) == len(calls)
+    assert {(r["tags"]["key"], r["tags"]["strategy"]) for r in mine} == {("key-1", "rag")}
 
 
 def test_earlier_turns_are_set_aside_and_counted(client: openai.OpenAI) -> None:
@@ -165,7 +170,9 @@ def test_unknown_routes_answer_in_openai_shape(server: BackgroundServer) -> None
     assert r.status_code == 404 and "error" in r.json()
 
 
-def test_concurrent_requests_are_not_mixed_up(client: openai.OpenAI, questions: dict[str, str]) -> None:
+def test_concurrent_requests_are_not_mixed_up(
+    server: BackgroundServer, client: openai.OpenAI, questions: dict[str, str]
+) -> None:
     asked = list(questions) * 5
     with ThreadPoolExecutor(8) as pool:
         completions = list(pool.map(lambda q: ask(client, q), asked))
@@ -175,6 +182,8 @@ def test_concurrent_requests_are_not_mixed_up(client: openai.OpenAI, questions: 
         assert questions[question] in completion.choices[0].message.content
         ids.add(completion.id)
     assert len(ids) == len(asked)
+    # The server's meter does not keep every call for its whole life (the ledger has them).
+    assert server.app.state.ragft.meter.records == []
 
 
 def test_a_slow_strategy_does_not_block_healthz_or_other_models(
