@@ -22,7 +22,7 @@ from ragft.serve import BackgroundServer
 
 QUESTIONS = {
     "rag": "What is the meal per diem?",
-    "ft_rag": "How many days of PTO do new employees get?",
+    "ft_rag": "How many weeks of parental leave do new parents get?",
     "finetuned": "How do I get a new laptop?",
     "rewrite_rag": "laptop broke what now",
     "router": "How do I rotate an API key?",
@@ -63,7 +63,7 @@ with server as running:
     print("[rag, streamed]")
     stream = client.chat.completions.create(
         model="rag",
-        messages=[{"role": "user", "content": "Which error code means the API rate limit was exceeded?"}],
+        messages=[{"role": "user", "content": "How much can I spend on a hotel per night in London?"}],
         stream=True,
         stream_options={"include_usage": True},
     )
