@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from ragft import errors
 from ragft.serve.api_errors import APIError, from_exception
 from ragft.serve.request import parse_chat_request, read_body
-from ragft import errors
 
 
 def parse(body: object, limit: int = 100):  # type: ignore[no-untyped-def]
