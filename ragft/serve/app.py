@@ -31,7 +31,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ragft.answer import Answer
@@ -44,7 +44,7 @@ from ragft.serve.metrics import ServerMetrics
 from ragft.serve.request import parse_chat_request, read_body
 from ragft.serve.response import completion
 from ragft.serve.runtime import RuntimeSlot
-from ragft.serve.streaming import sse_body, stream_events
+from ragft.serve.streaming import SSEResponse, sse_body, stream_events
 from ragft.serve.workers import StrategyWorkers
 
 __all__ = ["create_app"]
@@ -188,15 +188,25 @@ class _Server:
                     await events.aclose()
                     raise first[1]
                 streaming = True
+                counted = False
+
+                def end(code: int) -> None:
+                    nonlocal counted
+                    if not counted:  # once: at the stream's end, or when it never started
+                        counted = True
+                        self._finish(request_id, chat.model, caller, code, started)
+
+                async def close() -> None:
+                    await events.aclose()  # type: ignore[attr-defined]
+                    end(499)  # the client left before the body began
+
                 chunks = sse_body(
                     chat, request_id, first, events,
                     on_answer=lambda answer: self._count_usage(chat.model, answer),
-                    on_end=lambda code: self._finish(request_id, chat.model, caller, code, started),
+                    on_end=end,
                 )
-                return StreamingResponse(
-                    chunks,
-                    media_type="text/event-stream",
-                    headers={"x-request-id": request_id, "cache-control": "no-cache"},
+                return SSEResponse(
+                    chunks, on_close=close, headers={"x-request-id": request_id, "cache-control": "no-cache"}
                 )
             answer = await self.workers.answer(
                 strategy, chat.query, allowance=allowance, request_id=request_id, deadline=deadline

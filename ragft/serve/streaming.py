@@ -20,8 +20,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ragft.answer import Answer
 from ragft.metering.meter import Allowance
@@ -31,7 +34,7 @@ from ragft.serve.response import chunk, ragft_object, usage_object
 from ragft.serve.workers import StrategyWorkers
 from ragft.strategies import Strategy
 
-__all__ = ["StreamEvent", "sse", "sse_body", "stream_events"]
+__all__ = ["SSEResponse", "StreamEvent", "sse", "sse_body", "stream_events"]
 
 log = logging.getLogger("ragft.serve")
 
@@ -149,3 +152,28 @@ async def sse_body(
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         on_end(status)
+
+
+class SSEResponse(StreamingResponse):
+    """A ``text/event-stream`` response that, however it ends — finished, the client gone
+    before the first byte, a failed send — closes its body (running its finally blocks) and
+    then awaits ``on_close``, so the stream's producer is stopped and the request counted."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        on_close: Callable[[], Awaitable[None]],
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+            await self._on_close()
