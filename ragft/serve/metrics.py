@@ -15,6 +15,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["LATENCY_BUCKETS", "ServerMetrics"]
 
@@ -106,43 +107,37 @@ class ServerMetrics:
 
     def render(self) -> str:
         """The exposition text."""
-        out: list[str] = []
         with self._lock:
-            out += [
-                "# HELP ragft_requests_total Chat completion requests by model and HTTP status.",
-                "# TYPE ragft_requests_total counter",
-            ]
-            out += [f"ragft_requests_total{_labels(k)} {v}" for k, v in sorted(self._requests.items())]
-            out += [
-                "# HELP ragft_request_duration_seconds Chat completion latency, queueing included.",
-                "# TYPE ragft_request_duration_seconds histogram",
-            ]
+            histogram: list[str] = []
             for key, hist in sorted(self._latency.items()):
+                name = "ragft_request_duration_seconds"
                 for bound, count in zip(hist.buckets, hist.counts, strict=True):
-                    out.append(
-                        f"ragft_request_duration_seconds_bucket{_labels(key, [('le', _number(bound))])} {count}"
-                    )
-                out.append(f"ragft_request_duration_seconds_bucket{_labels(key, [('le', '+Inf')])} {hist.total}")
-                out.append(f"ragft_request_duration_seconds_sum{_labels(key)} {_number(hist.sum)}")
-                out.append(f"ragft_request_duration_seconds_count{_labels(key)} {hist.total}")
-            out += [
-                "# HELP ragft_tokens_total Tokens of every inner model call, by model and kind.",
-                "# TYPE ragft_tokens_total counter",
+                    histogram.append(f"{name}_bucket{_labels(key, [('le', _number(bound))])} {count}")
+                histogram.append(f"{name}_bucket{_labels(key, [('le', '+Inf')])} {hist.total}")
+                histogram.append(f"{name}_sum{_labels(key)} {_number(hist.sum)}")
+                histogram.append(f"{name}_count{_labels(key)} {hist.total}")
+            families = [
+                _family("ragft_requests_total", "counter",
+                        "Chat completion requests by model and HTTP status.", self._requests),
+                _family("ragft_request_duration_seconds", "histogram",
+                        "Chat completion latency, queueing included.", {}, histogram),
+                _family("ragft_tokens_total", "counter",
+                        "Tokens of every inner model call, by model and kind.", self._tokens),
+                _family("ragft_cost_usd_total", "counter",
+                        "Priced cost of the answers, by model (USD).", self._cost),
+                _family("ragft_index_reloads_total", "counter",
+                        "Index reloads after a new version was saved.", self._reloads),
+                _family("ragft_requests_in_flight", "gauge",
+                        "Requests being answered now.", {(): self._in_flight}),
             ]
-            out += [f"ragft_tokens_total{_labels(k)} {v}" for k, v in sorted(self._tokens.items())]
-            out += [
-                "# HELP ragft_cost_usd_total Priced cost of the answers, by model (USD).",
-                "# TYPE ragft_cost_usd_total counter",
-            ]
-            out += [f"ragft_cost_usd_total{_labels(k)} {_number(v)}" for k, v in sorted(self._cost.items())]
-            out += [
-                "# HELP ragft_index_reloads_total Index reloads after a new version was saved.",
-                "# TYPE ragft_index_reloads_total counter",
-            ]
-            out += [f"ragft_index_reloads_total{_labels(k)} {v}" for k, v in sorted(self._reloads.items())]
-            out += [
-                "# HELP ragft_requests_in_flight Requests being answered now.",
-                "# TYPE ragft_requests_in_flight gauge",
-                f"ragft_requests_in_flight {self._in_flight}",
-            ]
-        return "\n".join(out) + "\n"
+        return "\n".join(line for family in families for line in family) + "\n"
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: dict[Labels, Any], lines: Sequence[str] = ()
+) -> list[str]:
+    """One metric family: its HELP and TYPE lines, then a line per labelled sample (or the
+    pre-rendered ``lines`` of a histogram)."""
+    out = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    out += [f"{name}{_labels(k)} {_number(v)}" for k, v in sorted(samples.items())]
+    return out + list(lines)
