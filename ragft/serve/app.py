@@ -43,7 +43,7 @@ from ragft.serve.auth import ANONYMOUS, KeyRing
 from ragft.serve.metrics import ServerMetrics
 from ragft.serve.request import parse_chat_request, read_body
 from ragft.serve.response import completion
-from ragft.serve.runtime import RuntimeSlot
+from ragft.serve.runtime import Runtime, RuntimeSlot
 from ragft.serve.streaming import SSEResponse, sse_body, stream_events
 from ragft.serve.workers import StrategyWorkers
 
@@ -72,6 +72,7 @@ class _Server:
         self.slot = RuntimeSlot(cfg, meter, strategies or self.settings.strategies)
         self.metrics = ServerMetrics()
         self.workers: StrategyWorkers | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # retired runtimes waiting to be closed
 
     # -- lifecycle ------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -88,9 +89,14 @@ class _Server:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            for task in list(self._closing):  # retired runtimes: no request is left to use them
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # uvicorn has already waited for in-flight requests; this waits for any thread
             # still finishing an answer whose client gave up.
             await asyncio.to_thread(self.workers.shutdown)
+            await asyncio.to_thread(self.slot.current.close)
 
     async def _watch_index(self, interval: float) -> None:
         while True:
@@ -102,6 +108,18 @@ class _Server:
                 continue
             if result is not None:
                 self.metrics.reload("ok" if result else "error")
+            retired, self.slot.retired = self.slot.retired, None
+            if retired is not None:
+                task = asyncio.create_task(self._close_later(retired))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, runtime: Runtime) -> None:
+        # Requests that started on it end within their deadline: close it after that.
+        try:
+            await asyncio.sleep(self.settings.timeout_s + 1)
+        finally:
+            await asyncio.to_thread(runtime.close)
 
     # -- auth -----------------------------------------------------------------------------
     def _caller(self, request: Request) -> str:

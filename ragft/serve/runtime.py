@@ -12,6 +12,7 @@ mismatch) leaves the previous runtime serving and is reported by ``/healthz``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -39,6 +40,14 @@ class Runtime:
     unavailable: dict[str, str]
     index_version: str | None
     built_at: float = field(default_factory=time.time)
+    #: The parts the strategies share (models, clients, the loaded index).
+    parts: Components | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Close the shared parts (SDK clients, model servers). Only once no request uses
+        this runtime any more."""
+        if self.parts is not None:
+            self.parts.close()
 
 
 def build_runtime(cfg: RagftConfig, meter: Meter, names: Sequence[str] = ()) -> Runtime:
@@ -64,7 +73,7 @@ def build_runtime(cfg: RagftConfig, meter: Meter, names: Sequence[str] = ()) -> 
             built[name] = context.build(name)
         except RagftError as exc:
             unavailable[name] = str(exc)
-    return Runtime(built, unavailable, version)
+    return Runtime(built, unavailable, version, parts=parts)
 
 
 class RuntimeSlot:
@@ -78,6 +87,8 @@ class RuntimeSlot:
         self._reload_lock = threading.Lock()
         #: Why the last reload failed (``None`` after a success).
         self.last_error: str | None = None
+        #: The runtime the last successful reload replaced.
+        self.retired: Runtime | None = None
 
     @property
     def loaded(self) -> bool:
@@ -107,8 +118,9 @@ class RuntimeSlot:
 
     def reload_if_stale(self) -> bool | None:
         """Rebuild and swap in a new runtime if the saved index changed (blocking; run it off
-        the event loop). ``True``: reloaded; ``False``: it failed and the old one still
-        serves; ``None``: nothing to do."""
+        the event loop). ``True``: reloaded (the replaced runtime is in :attr:`retired`, for
+        the caller to close once its requests are over); ``False``: it failed and the old one
+        still serves; ``None``: nothing to do."""
         with self._reload_lock:
             if not self.stale():
                 return None
@@ -116,15 +128,13 @@ class RuntimeSlot:
                 runtime = build_runtime(self.cfg, self.meter, self.names)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old runtime serving
                 # Do not retry the same broken version on every tick: remember it as seen.
-                self._current = Runtime(
-                    self.current.strategies,
-                    self.current.unavailable,
-                    KnowledgeBase.saved_version(self.cfg.index_path),
-                    self.current.built_at,
+                self._current = dataclasses.replace(
+                    self.current, index_version=KnowledgeBase.saved_version(self.cfg.index_path)
                 )
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("index reload failed, still serving the previous version: %s", self.last_error)
                 return False
+            self.retired = self._current
             self._current = runtime
             self.last_error = None
             log.info("index reloaded: serving %s", ", ".join(sorted(runtime.strategies)) or "(none)")
