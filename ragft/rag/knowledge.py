@@ -39,7 +39,7 @@ from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
 from ragft.rag.documents import Document, LoadedCorpus, SkippedFile, load_corpus
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
-from ragft.rag.index import IndexKind
+from ragft.rag.index import IndexKind, VectorIndex
 from ragft.rag.retriever import Retriever
 from ragft.rag.stores.base import VectorStore
 from ragft.rag.stores.faiss import WRITER_LOCK, FaissStore
