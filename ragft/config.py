@@ -1,7 +1,7 @@
 """TOML configuration -> validated settings -> wired objects.
 
 This is the only module that reads the environment (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
-``RAGFT_HOME``). Everything below receives its parts explicitly.
+``RAGFT_HOME``, ``RAGFT_API_KEYS``). Everything below receives its parts explicitly.
 
 A config file looks like ``examples/configs/rag.toml``; every table is optional and every key
 is validated (``extra="forbid"``), so a typo fails with the key's name instead of being ignored.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "RagftConfig",
     "RetrievalConfig",
     "RouterConfig",
+    "ServeConfig",
     "StrategyConfig",
     "load_config",
 ]
@@ -80,6 +82,20 @@ class IndexConfig(_Strict):
     chunk_tokens: int = Field(defaults.CHUNK_TOKENS, ge=32, le=8000)
     chunk_overlap: int = Field(defaults.CHUNK_OVERLAP, ge=0)
     kind: Literal["auto", "flat", "hnsw"] = "auto"
+    #: Where vectors live: FAISS files under ``path`` (one machine), or PostgreSQL + pgvector
+    #: shared by several processes and machines (see the README, "When you outgrow one machine").
+    backend: Literal["faiss", "pgvector"] = "faiss"
+    #: PostgreSQL connection string for ``backend = "pgvector"``. Prefer ``dsn_env``: a
+    #: password in a config file ends up in version control. Never printed.
+    dsn: str | None = Field(None, repr=False)
+    #: Environment variable holding the connection string when ``dsn`` is not set.
+    dsn_env: str = "RAGFT_PG_DSN"
+    #: Prefix of the pgvector tables (``<table>_chunks`` ...): one knowledge base per prefix.
+    table: str = Field("ragft", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    #: pgvector HNSW build parameters (fixed when the tables are created) and query breadth.
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(100, ge=1, le=1000)
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -116,7 +132,9 @@ class RouterConfig(_Strict):
 
     classifier: Literal["trained", "rules", "llm"] = "trained"
     default_route: str = "rag"
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    #: ``None``: the trained router's own threshold, chosen on validation data when it was
+    #: trained (0 for classifiers that have none); a number overrides it.
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
     routes: dict[str, str] = Field(
         default_factory=lambda: {
             "factual": "rag",
@@ -144,6 +162,31 @@ class BudgetConfig(_Strict):
     per_query_usd: float | None = Field(None, ge=0)
 
 
+class ServeConfig(_Strict):
+    """``ragft serve``: the OpenAI-compatible HTTP API.
+
+    ``api_keys`` lists accepted keys, each either the key itself or ``"sha256:<hex digest>"``
+    (so the file need not hold the secret); ``RAGFT_API_KEYS`` (comma-separated) adds more.
+    With no key at all the API is open, which is only sensible on 127.0.0.1.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    #: Strategies served as models; empty means every registered strategy that builds.
+    strategies: list[str] = Field(default_factory=list)
+    #: Threads answering requests (strategies block; the event loop never runs them).
+    workers: int = Field(4, ge=1, le=256)
+    #: Wall-clock limit per request, queueing included; the client gets 504 after it.
+    timeout_s: float = Field(60.0, gt=0)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_query_chars: int = Field(4000, ge=1)
+    #: Spending limit per API key over the server's life (USD); unset means unlimited.
+    key_budget_usd: float | None = Field(None, ge=0)
+    #: How often the index directory is checked for a newer saved version (seconds; 0: never).
+    reload_interval_s: float = Field(2.0, ge=0)
+
+
 class PricesConfig(_Strict):
     """Price-table overrides: extra models, explicitly unpriced ids, free prefixes."""
 
@@ -164,8 +207,11 @@ class RagftConfig(_Strict):
     strategy: StrategyConfig = StrategyConfig()
     budget: BudgetConfig = BudgetConfig()
     prices: PricesConfig = PricesConfig()
+    serve: ServeConfig = ServeConfig()
     #: Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
+    #: The config file this was loaded from (absolute), for hints that name it; None = defaults.
+    config_file: str | None = None
     #: Environment snapshot taken at load time; tests pass their own.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -175,6 +221,23 @@ class RagftConfig(_Strict):
         p = Path(value).expanduser()
         # normpath folds "configs/../../x" so messages and outputs show the real location.
         return p if p.is_absolute() else Path(os.path.normpath(Path(self.base_dir) / p))
+
+    def command(self, args: str) -> str:
+        """``ragft ARGS`` as the user should type it to act on *this* configuration: with
+        ``--config`` and the file's absolute path, so it works from any directory."""
+        suffix = f" --config {shlex.quote(self.config_file)}" if self.config_file else ""
+        return f"ragft {args}{suffix}"
+
+    def index_hint(self) -> str:
+        """What to run to build the index, naming only paths that exist (or saying which
+        configured one does not, and where it is set)."""
+        if self.corpus_path.is_dir():
+            return f"run `{self.command('index')}`"
+        where = f"[index] corpus in {self.config_file}" if self.config_file else "[index] corpus"
+        return (
+            f"the corpus directory {self.corpus_path} does not exist: create it, set {where}, "
+            f"or pass a directory: `{self.command('index DIR')}`"
+        )
 
     @property
     def home_path(self) -> Path:
@@ -193,6 +256,11 @@ class RagftConfig(_Strict):
         return self.path(self.index.corpus)
 
     @property
+    def pg_dsn(self) -> str | None:
+        """The pgvector connection string: ``[index] dsn``, else the ``dsn_env`` variable."""
+        return self.index.dsn or self.env.get(self.index.dsn_env) or None
+
+    @property
     def api_key(self) -> str | None:
         """The OpenAI API key from the configured environment variable, if set.
 
@@ -206,6 +274,17 @@ class RagftConfig(_Strict):
     def base_url(self) -> str | None:
         """OpenAI-compatible base URL from the config or ``OPENAI_BASE_URL``."""
         return self.backend.base_url or self.env.get("OPENAI_BASE_URL") or None
+
+    @property
+    def serve_api_keys(self) -> tuple[str, ...]:
+        """Keys ``ragft serve`` accepts: ``RAGFT_API_KEYS`` (comma-separated), then
+        ``[serve] api_keys``; blanks dropped, order kept, duplicates once. Each is registered
+        with :func:`ragft.redact.register_secret` when read, like :attr:`api_key`."""
+        from_env = [k.strip() for k in self.env.get("RAGFT_API_KEYS", "").split(",")]
+        keys = tuple(dict.fromkeys(k for k in (*from_env, *(k.strip() for k in self.serve.api_keys)) if k))
+        for key in keys:
+            register_secret(key)
+        return keys
 
     @property
     def provider(self) -> Literal["local", "openai"]:
@@ -293,6 +372,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
         base = p.resolve().parent
+        data["config_file"] = str(p.resolve())
         if "base_dir" in data:
             base = (base / data.pop("base_dir")).resolve()
     data["base_dir"] = str(base)

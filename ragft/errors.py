@@ -20,6 +20,8 @@ Tree::
     │   └── UnpricedModelError (KeyError)   model missing from the price table
     ├── BudgetExceededError                 a call would exceed a configured budget
     ├── IndexStoreError                     index missing, corrupt or mismatched
+    │   ├── MassRemovalError                a sync would remove most documents; not applied
+    │   └── IndexBusyError                  another process is writing the index
     ├── DocumentError (ValueError)          a document could not be loaded
     ├── TrainingDataError (ValueError)      training JSONL failed validation
     ├── FineTuneError                       fine-tuning job problems
@@ -45,7 +47,9 @@ __all__ = [
     "EvaluationError",
     "FineTuneBackendUnavailable",
     "FineTuneError",
+    "IndexBusyError",
     "IndexStoreError",
+    "MassRemovalError",
     "JobFailedError",
     "ModelError",
     "ModelNotFoundError",
@@ -134,8 +138,9 @@ class UnpricedModelError(PricingError, KeyError):
 class BudgetExceededError(RagftError):
     """A call was refused because it would take spending past a configured budget.
 
-    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run) or
-    ``"query"`` (only this query's allowance is used up)."""
+    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run),
+    ``"query"`` (only this query's allowance is used up) or ``"allowance"`` (an
+    :class:`~ragft.metering.meter.Allowance` — e.g. one API key's budget — is used up)."""
 
     def __init__(
         self,
@@ -155,6 +160,19 @@ class BudgetExceededError(RagftError):
 
 class IndexStoreError(RagftError):
     """The vector index on disk is missing, corrupt, or built with a different embedder."""
+
+
+class MassRemovalError(IndexStoreError):
+    """A sync would remove every indexed document or more than half of them, which is what a
+    wrong or empty corpus directory looks like; nothing was changed. ``removed`` lists them."""
+
+    def __init__(self, message: str, *, removed: Sequence[str] = ()):
+        super().__init__(message)
+        self.removed = tuple(removed)
+
+
+class IndexBusyError(IndexStoreError):
+    """Another process holds the index's writer lock (raised when not waiting for it)."""
 
 
 class DocumentError(RagftError, ValueError):

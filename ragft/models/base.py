@@ -29,6 +29,7 @@ __all__ = [
     "SupportsClose",
     "confidence_from_logprobs",
     "follows_prompts",
+    "texts_per_call",
 ]
 
 #: An OpenAI-style chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``.
@@ -165,6 +166,23 @@ def follows_prompts(model: ChatModel) -> bool:
     return bool(getattr(model, "follows_prompts", True))
 
 
+def texts_per_call(embedder: object, default: int) -> int:
+    """How many texts ``embedder`` wants per :meth:`Embedder.embed` call (``default`` if it
+    does not say). An embedder that sends concurrent requests (OpenAI's) declares
+    ``texts_per_call`` to get slices big enough to keep them all busy. Wrappers (metered,
+    cached) expose what they wrap as ``.inner`` and declare nothing, so the chain is followed
+    to the first object that answers."""
+    obj: object | None = embedder
+    seen: set[int] = set()
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        value = getattr(obj, "texts_per_call", None)
+        if value is not None:
+            return int(value)
+        obj = getattr(obj, "inner", None)
+    return default
+
+
 @runtime_checkable
 class SupportsClose(Protocol):
     """A model holding a resource (a server process, a connection) to release when done."""
@@ -176,10 +194,16 @@ class SupportsClose(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Embeddings:
-    """Vectors for a batch of texts (rows in input order, float32) and the call's usage."""
+    """Vectors for a batch of texts (rows in input order, float32) and the call's usage.
+
+    ``truncated`` lists the rows whose text was longer than the model's input window
+    (``window`` tokens) and was cut before embedding, so callers can say so.
+    """
 
     vectors: np.ndarray
     usage: Usage
+    truncated: tuple[int, ...] = ()
+    window: int | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2:

@@ -388,6 +388,10 @@ class VectorIndex:
                 ]
         return results[0] if single and not batch else results
 
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
+        """:meth:`search` for a 2-D array of queries: one result list per row."""
+        return self.search(vectors, k, batch=True)
+
     # -- persistence -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts and sizes for display (``ragft index``, benchmarks)."""
@@ -506,6 +510,10 @@ class VectorIndex:
         cls, target: Path, expected_embedder: str | None, expected_dim: int | None
     ) -> VectorIndex:
         manifest_path = target / _MANIFEST
+        if not manifest_path.is_file() and _has_index_files(target):
+            raise IndexStoreError(
+                f"index at {target} is damaged: {_MANIFEST} is missing; {_REBUILD}"
+            )
         if not manifest_path.is_file():
             raise IndexStoreError(
                 f"no index at {target} (no {_MANIFEST}); build it with `ragft index`"
@@ -604,10 +612,29 @@ class VectorIndex:
         return index
 
     @staticmethod
+    def saved_version(directory: str | Path) -> str | None:
+        """An id of the version saved at ``directory`` right now (the SHA-256 of its manifest,
+        which holds every file's checksum and the save time), or ``None`` when no complete
+        version is there. Noted before :meth:`load`, it tells a long-lived reader (``ragft
+        serve``) when a newer version has been saved; the manifest is read whole from one
+        open file, so a swap in progress yields the old id or the new one, never a mix."""
+        try:
+            return _sha256((Path(directory) / _MANIFEST).read_bytes())
+        except OSError:
+            return None
+
+    @staticmethod
     def exists(directory: str | Path) -> bool:
-        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save)."""
+        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save,
+        or a damaged one, which :meth:`load` then reports instead of reading as empty)."""
         target = Path(directory)
-        return (target / _MANIFEST).is_file() or bool(_backups(target))
+        return (
+            (target / _MANIFEST).is_file() or bool(_backups(target)) or _has_index_files(target)
+        )
+
+
+def _has_index_files(target: Path) -> bool:
+    return any((target / name).exists() for name in (_INDEX_FILE, _CHUNKS_FILE, _DOCS_FILE))
 
 
 def _backups(target: Path) -> list[Path]:
