@@ -16,7 +16,7 @@ from ragft.answer import Answer, Source
 from ragft.metering.meter import Meter
 from ragft.metering.tokens import count_tokens
 from ragft.models.base import ChatModel, Message
-from ragft.models.context import Passage, format_context
+from ragft.models.context import Passage, format_context, pack_passages
 from ragft.models.local import ABSTAIN_TEXT
 from ragft.strategies.base import (
     AnswerStream,
@@ -90,15 +90,11 @@ class RAG(Strategy):
         a sentence split each)."""
         if retrieved is None:
             retrieved = [hit.source for hit in hits]
-        passages: list[Passage] = []
-        used = 0
-        for hit in hits:
-            text = hit.chunk.text
-            tokens = count_tokens(text, self.generator.name)
-            if passages and used + tokens > self.context_tokens:
-                break
-            used += tokens
-            passages.append(Passage(str(len(passages) + 1), hit.chunk.document_id, text))
+        passages = pack_passages(
+            [(hit.chunk.document_id, hit.chunk.text) for hit in hits],
+            context_tokens=self.context_tokens,
+            count=lambda text: count_tokens(text, self.generator.name),
+        )
         return passages, list(retrieved[: len(passages)])
 
     def build_messages(

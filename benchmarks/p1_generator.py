@@ -1,0 +1,209 @@
+"""LoRA-tuned SmolLM2 served by llama.cpp vs base SmolLM2 and the extractive reader, on
+held-out SQuAD 2.0 articles and on the sample corpus.
+
+    nice python benchmarks/p1_generator.py prepare   # corpora, indexes, training JSONL (~1 min)
+    nice python benchmarks/p1_generator.py train     # LoRA on SmolLM2 + GGUF export (long: one run)
+    nice python benchmarks/p1_generator.py eval      # strategies side by side, latency with/without adapter
+
+Everything is kept under ``benchmarks/results/p1_generator/`` (``--work``), so ``eval`` reruns
+without retraining. The split is by article: ``Southern_California`` and ``Sky_(United_Kingdom)``
+are never trained on (neither their questions nor their paragraphs, which sit in a separate
+index). Training data is built by the library (:mod:`ragft.finetune.squad`,
+:mod:`ragft.finetune.rag_examples`): the exact fenced prompt the RAG strategy sends, context
+retrieved at build time, answer cited or the abstention sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ragft.components import Components, build_meter  # noqa: E402
+from ragft.config import RagftConfig, load_config  # noqa: E402
+from ragft.finetune.data import GENERATOR_SYSTEM, generator_examples, write_jsonl  # noqa: E402
+from ragft.finetune.rag_examples import rag_generator_examples  # noqa: E402
+from ragft.finetune.squad import load_squad, split_by_article, write_squad_corpus  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SQUAD = ROOT.parent / "shared" / "datasets" / "squad2-sample" / "squad2-sample.json"
+TEST_ARTICLES = ("Southern_California", "Sky_(United_Kingdom)")
+#: Retrieval settings shared by the training prompts and the evaluated strategies.
+SQUAD_RETRIEVAL = {"index.chunk_tokens": 400, "index.chunk_overlap": 0, "retrieval.top_k": 2}
+SEED = 13
+N_ANSWERABLE, N_UNANSWERABLE, N_CLOSED_BOOK, N_TEST = 170, 70, 120, 150
+
+
+def squad_config(work: Path, side: str) -> RagftConfig:
+    """Config of one side's knowledge base (its own home and index)."""
+    return load_config(
+        env={"RAGFT_HOME": str(work / f"home-{side}")},
+        overrides={"index.corpus": str(work / side / "docs"), **SQUAD_RETRIEVAL},
+    )
+
+
+def prepare(work: Path) -> None:
+    rng = random.Random(SEED)
+    split = split_by_article(load_squad(SQUAD), TEST_ARTICLES)
+    train_q, test_q = split.questions("train"), split.questions("test")
+    test_sample = sorted(rng.sample(test_q, N_TEST), key=lambda q: q.id)
+    write_squad_corpus(split.train, work / "train")
+    write_squad_corpus(split.test, work / "test", questions=test_sample)
+    print(f"train articles {[a.title for a in split.train]}: {len(train_q)} questions")
+    print(f"test articles {[a.title for a in split.test]}: {len(test_q)} questions, {N_TEST} sampled "
+          f"({sum(not q.answerable for q in test_sample)} unanswerable)")
+    for side in ("train", "test"):
+        cfg = squad_config(work, side)
+        parts = Components(cfg, build_meter(cfg, ledger=False))
+        print(side, parts.knowledge_base().sync(cfg.corpus_path, progress=False).summary())
+
+    answerable = [q for q in train_q if q.answerable]
+    unanswerable = [q for q in train_q if not q.answerable]
+    p1 = rng.sample(answerable, N_ANSWERABLE) + rng.sample(unanswerable, N_UNANSWERABLE)
+    rng.shuffle(p1)
+    cfg = squad_config(work, "train")
+    parts = Components(cfg, build_meter(cfg, ledger=False))
+    rows = [{"question": q.question, "answer": q.answers[0] if q.answers else "",
+             "aliases": list(q.answers[1:]), "sources": [q.document] if q.answerable else []} for q in p1]
+    p1_examples, stats = rag_generator_examples(
+        rows, parts.retriever(), top_k=cfg.retrieval.top_k, context_tokens=cfg.retrieval.context_tokens
+    )
+    print("P1:", stats.summary())
+    closed = generator_examples(
+        [(q.question, q.answers[0]) for q in rng.sample(answerable, N_CLOSED_BOOK)], system=GENERATOR_SYSTEM
+    )
+    corpus_qa = [json.loads(x) for x in (ROOT / "corpus/finetune/qa_train.jsonl").read_text().splitlines() if x]
+    closed += generator_examples(corpus_qa, system=GENERATOR_SYSTEM)
+    mixed = p1_examples + closed
+    rng.shuffle(mixed)
+    write_jsonl(p1_examples, work / "p1.jsonl")
+    write_jsonl(closed, work / "closed_book.jsonl")
+    write_jsonl(mixed, work / "train.jsonl")
+    print(f"wrote {len(p1_examples)} P1 + {len(closed)} closed-book examples to {work / 'train.jsonl'}")
+
+
+# --------------------------------------------------------------------------- train
+# A minimal supervised loop (transformers + peft, the model's chat template, loss on the
+# assistant turn only). ragft's own LoRA backend is being written on another branch; this loop
+# exists so the measurement does not wait for it and is kept deliberately small.
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+LR, BATCH, MAX_LEN = 3e-4, 4, 768
+
+
+def _encode(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise SystemExit("chat template does not extend the prompt with the assistant turn")
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"][:MAX_LEN]
+    labels = [-100] * len(p_ids) + ids[len(p_ids):]
+    return ids, labels[: len(ids)]
+
+
+def train(work: Path, *, budget_min: float = 60.0, threads: int = 1) -> None:
+    """Train on ``train.jsonl`` for one epoch or until ``budget_min`` minutes have passed
+    (the schedule is constant after warm-up, so stopping early leaves a usable adapter); the
+    adapter is saved every 10 steps and at the end, then exported to GGUF."""
+    import resource
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragft.finetune.gguf_export import export_lora_gguf
+    from ragft.models.llamacpp import gguf_path_smollm2
+
+    torch.manual_seed(SEED)
+    # One thread: on a shared, oversubscribed machine two intra-op threads mostly wait for
+    # each other at every barrier.
+    torch.set_num_threads(threads)
+    gguf = gguf_path_smollm2()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    examples = [json.loads(x)["messages"] for x in (work / "train.jsonl").read_text().splitlines() if x]
+    encoded = [_encode(tokenizer, m) for m in examples]
+    total = sum(len(ids) for ids, _ in encoded)
+    print(f"{len(encoded)} examples, {total} tokens, "
+          f"{sum(sum(lab != -100 for lab in labels) for _, labels in encoded)} answer tokens", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    model.train()
+    causal_lm = model.base_model.model
+    # Length-grouped batches (shuffled groups of similar length) waste little on padding.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+    random.Random(SEED).shuffle(batches)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
+    warmup = max(1, len(batches) // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warmup))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    log = (work / "train_log.jsonl").open("w")
+    start, seen = time.perf_counter(), 0
+    for step, batch in enumerate(batches, start=1):
+        width = max(len(encoded[i][0]) for i in batch)
+        ids = torch.tensor([encoded[i][0] + [pad] * (width - len(encoded[i][0])) for i in batch])
+        labels = torch.tensor([encoded[i][1] + [-100] * (width - len(encoded[i][1])) for i in batch])
+        mask = torch.tensor([[1] * len(encoded[i][0]) + [0] * (width - len(encoded[i][0])) for i in batch])
+        # The vocabulary projection only where the loss is taken (the answer tokens): the
+        # 49k-way logits of every prompt token would cost a fifth of the compute and most memory.
+        hidden = causal_lm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = causal_lm.lm_head(hidden[:, :-1][keep])
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        optim.zero_grad()
+        seen += sum(len(encoded[i][0]) for i in batch)
+        elapsed = time.perf_counter() - start
+        record = {"step": step, "of": len(batches), "loss": round(loss.item(), 4), "tokens": seen,
+                  "elapsed_s": round(elapsed, 1), "tokens_per_s": round(seen / elapsed, 1)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if step % 5 == 0 or step == len(batches):
+            print(record, flush=True)
+        if step % 10 == 0:
+            model.save_pretrained(work / "adapter")
+        if elapsed > budget_min * 60:
+            print(f"time budget reached after {step} of {len(batches)} steps", flush=True)
+            break
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model.save_pretrained(work / "adapter")
+    adapter = export_lora_gguf(work / "adapter", gguf, work / "adapter.gguf", name="smollm2-squad-p1")
+    summary = {"examples": len(encoded), "steps": step, "of": len(batches), "tokens_seen": seen,
+               "tokens": total, "wall_s": round(time.perf_counter() - start, 1),
+               "tokens_per_s": round(seen / (time.perf_counter() - start), 1),
+               "peak_rss_mb": round(peak_rss_mb), "lora": LORA, "lr": LR, "batch": BATCH,
+               "adapter_gguf": adapter.to_dict()}
+    (work / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    print(summary)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=("prepare", "train", "eval"))
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "p1_generator")
+    ap.add_argument("--budget-min", type=float, default=60.0, help="train: stop after this many minutes")
+    ap.add_argument("--threads", type=int, default=1, help="train: torch threads")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.phase == "train":
+        train(args.work, budget_min=args.budget_min, threads=args.threads)
+    else:
+        {"prepare": prepare}[args.phase](args.work)
+    print(f"{args.phase} took {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
