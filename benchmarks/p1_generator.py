@@ -189,19 +189,234 @@ def train(work: Path, *, budget_min: float = 60.0, threads: int = 1) -> None:
     print(summary)
 
 
+# --------------------------------------------------------------------------- eval
+MAX_TOKENS = 40  # short answers; a rambling base model is cut here rather than timed out
+CASCADE_THRESHOLD = 0.80
+CASCADE_CHECK = 8
+
+
+class Served:
+    """The two llama.cpp servers the evaluation talks to: base SmolLM2, and base + adapter."""
+
+    def __init__(self, work: Path, *, tuned: bool = True) -> None:
+        from ragft.models.llamacpp import LlamaCppServer, gguf_path_smollm2
+
+        gguf = gguf_path_smollm2()
+        self.base = LlamaCppServer(gguf, alias="smollm2-135m", n_ctx=2048, n_threads=1).start()
+        self.tuned = LlamaCppServer(gguf, alias="lora:smollm2-squad-p1", n_ctx=2048, n_threads=1,
+                                    lora_adapters=[work / "adapter.gguf"]).start() if tuned else self.base
+
+    def close(self) -> None:
+        self.base.stop()
+        self.tuned.stop()
+
+
+def _strategies(cfg: RagftConfig, served: Served, meter: Any) -> dict[str, Any]:
+    from ragft.finetune.data import GENERATOR_SYSTEM
+    from ragft.models.local import ExtractiveReader
+    from ragft.models.openai import OpenAIChatModel, make_client
+    from ragft.strategies import RAG, Cascade, FineTuned, FineTunedGeneratorRAG
+
+    parts = Components(cfg, meter)
+    retriever = parts.retriever()
+
+    def chat(server: Any) -> Any:
+        client = make_client(api_key=None, base_url=server.base_url, timeout=300.0, max_retries=0)
+        return OpenAIChatModel(server.model, client=client)
+
+    base, tuned = chat(served.base), chat(served.tuned)
+    ft_rag = FineTunedGeneratorRAG(retriever, tuned, meter=meter, max_tokens=MAX_TOKENS, name="ft_rag")
+    closed = FineTuned(tuned, meter=meter, system_prompt=GENERATOR_SYSTEM, max_tokens=MAX_TOKENS, name="finetuned")
+    return {
+        "rag_reader": RAG(retriever, ExtractiveReader(parts.local_embedder()), meter=meter, name="rag"),
+        "rag_smollm2": RAG(retriever, base, meter=meter, max_tokens=MAX_TOKENS, name="rag"),
+        "ft_rag_lora": ft_rag,
+        "finetuned_lora": closed,
+        "cascade_lora": Cascade(closed, ft_rag, meter=meter, threshold=CASCADE_THRESHOLD, name="cascade"),
+    }
+
+
+def _dataset_config(work: Path, dataset: str) -> RagftConfig:
+    free = {"prices.free_prefixes": ["smollm2-135m", "lora:"]}
+    if dataset == "squad":
+        cfg = squad_config(work, "test")
+        return load_config(env={"RAGFT_HOME": str(cfg.home_path)},
+                           overrides={"index.corpus": str(cfg.corpus_path), **SQUAD_RETRIEVAL, **free})
+    return load_config(ROOT / "examples/configs/rag.toml",
+                       overrides={"home": str(work / "home-corpus"), "retrieval.top_k": 3, **free})
+
+
+def evaluate(work: Path, *, limit: int | None, strategies: list[str] | None, corpus_every: int = 1) -> None:
+    from ragft.eval.ab import compare_ab
+    from ragft.eval.harness import EvalResult, run_eval
+    from ragft.eval.questions import load_questions
+
+    needs_tuned = strategies is None or any("lora" in n for n in strategies)
+    served = Served(work, tuned=needs_tuned)
+    try:
+        if needs_tuned:
+            latency(work, served)
+        for dataset, qfile in (("squad", work / "test" / "questions.jsonl"),
+                               ("corpus", ROOT / "corpus" / "questions.jsonl")):
+            cfg = _dataset_config(work, dataset)
+            meter = build_meter(cfg, ledger=False)
+            if dataset == "corpus":
+                Components(cfg, meter).knowledge_base().sync(cfg.corpus_path, progress=False)
+            questions = load_questions(qfile)
+            if dataset == "corpus":  # every k-th question keeps the kinds' mix in a smaller set
+                questions = questions[::corpus_every]
+            questions = questions[:limit] if limit else questions
+            table = _strategies(cfg, served, meter)
+            chosen = strategies or [n for n in table if n != "cascade_lora"]
+            if dataset == "squad" and not strategies:
+                chosen.append("cascade_check")
+            for name in chosen:
+                subset = questions
+                if name == "cascade_check":  # the real Cascade on a few questions, to check
+                    name, subset = "cascade_lora", questions[:CASCADE_CHECK]  # the composition
+                    out = work / "eval" / f"{dataset}-cascade_check.json"
+                else:
+                    out = work / "eval" / f"{dataset}-{name}.json"
+                if out.exists():
+                    continue  # measured already: reruns resume
+                result = run_eval({name: table[name]}, subset, meter=meter, progress=False)
+                out.parent.mkdir(exist_ok=True)
+                result.to_json(out)
+                s = result.summaries[name]
+                print(f"{dataset:6s} {name:15s} F1 {s.f1:.3f} EM {s.exact_match:.3f} "
+                      f"abstain(oos) {s.abstention_rate_oos} p50 {s.latency_p50:.2f}s", flush=True)
+    finally:
+        served.close()
+    report(work)
+
+
+def compose_cascade(first: Any, fallback: Any) -> Any:
+    """The cascade's answers from measured runs of its two stages: the closed-book answer when
+    its logprob confidence reaches the threshold and it did not abstain, else the ft_rag answer;
+    latency, tokens and cost of both stages are added when it falls back (as Cascade bills).
+    Composing saves re-running both stages on a machine where each call takes seconds;
+    ``cascade_check`` runs the real Cascade on a few questions to confirm the composition."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from ragft.eval.harness import EvalResult, summarize
+
+    by_id = {r.qid: r for r in fallback.records}
+    records = []
+    for r in first.records:
+        keep = not r.abstained and r.confidence is not None and r.confidence >= CASCADE_THRESHOLD
+        if keep:
+            records.append(replace(r, strategy="cascade_lora", route_key="finetuned",
+                                   route=f"cascade: finetuned confidence {r.confidence:.2f} -> finetuned"))
+            continue
+        fb = by_id[r.qid]
+        records.append(replace(
+            fb, strategy="cascade_lora", route_key="fallback",
+            route=f"cascade: finetuned confidence {r.confidence or 0:.2f} < {CASCADE_THRESHOLD:.2f} -> {fb.route}",
+            latency_s=r.latency_s + fb.latency_s, cost_usd=r.cost_usd + fb.cost_usd, calls=r.calls + fb.calls,
+            input_tokens=r.input_tokens + fb.input_tokens, output_tokens=r.output_tokens + fb.output_tokens,
+            total_tokens=r.total_tokens + fb.total_tokens))
+    return EvalResult(run_id="composed", created_at=datetime.now(UTC).isoformat(), strategies=("cascade_lora",),
+                      question_ids=first.question_ids, records=records,
+                      summaries={"cascade_lora": summarize("cascade_lora", records)})
+
+
+def report(work: Path) -> None:
+    """Print the side-by-side table and the paired comparisons from the saved results."""
+    from ragft.eval.ab import compare_ab
+    from ragft.eval.harness import EvalResult
+
+    rows = []
+    results: dict[tuple[str, str], Any] = {}
+    for path in sorted((work / "eval").glob("*.json")):
+        dataset, name = path.stem.split("-", 1)
+        if name == "cascade_check":
+            continue
+        results[dataset, name] = EvalResult.from_json(path)
+    for dataset in ("squad", "corpus"):
+        if (dataset, "finetuned_lora") in results and (dataset, "ft_rag_lora") in results:
+            results[dataset, "cascade_lora"] = compose_cascade(
+                results[dataset, "finetuned_lora"], results[dataset, "ft_rag_lora"])
+    check = work / "eval" / "squad-cascade_check.json"
+    if check.exists() and ("squad", "cascade_lora") in results:
+        real = {r.qid: r.answer for r in EvalResult.from_json(check).records}
+        composed = {r.qid: r.answer for r in results["squad", "cascade_lora"].records if r.qid in real}
+        same = sum(real[q] == composed[q] for q in real)
+        print(f"cascade check: the real Cascade gave the composed answer on {same}/{len(real)} questions")
+    for (dataset, name), result in sorted(results.items()):
+        s = result.summaries[name]
+        rows.append({"dataset": dataset, "strategy": name, "n": s.n, "em": s.exact_match, "f1": s.f1,
+                     "contains": s.contains, "abstain_unanswerable": s.abstention_rate_oos,
+                     "false_abstention": s.false_abstention_rate, "latency_p50": s.latency_p50,
+                     "latency_p95": s.latency_p95, "route_mix": s.route_mix})
+    for row in rows:
+        print(json.dumps(row))
+    comparisons = []
+    for dataset in ("squad", "corpus"):
+        for a, b in (("rag_smollm2", "ft_rag_lora"), ("rag_reader", "ft_rag_lora"), ("ft_rag_lora", "cascade_lora")):
+            if (dataset, a) in results and (dataset, b) in results:
+                ab = compare_ab(results[dataset, a], results[dataset, b], strategy_a=a, strategy_b=b)
+                comparisons.append({"dataset": dataset, "a": a, "b": b, "n": ab.n, "mean_a": ab.mean_a,
+                                    "mean_b": ab.mean_b, "diff": ab.mean_diff, "ci": [ab.ci_low, ab.ci_high],
+                                    "sign_p": ab.sign_p, "mcnemar_p": ab.mcnemar_p})
+                print(json.dumps(comparisons[-1]))
+    (work / "report.json").write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=2))
+
+
+def latency(work: Path, served: Served, rounds: int = 6) -> None:
+    """Answer latency through llama.cpp with and without the adapter: the same P1 prompts,
+    interleaved, a fixed 16 generated tokens, prompt cache off; llama.cpp's own timings."""
+    import httpx
+
+    out = work / "latency.json"
+    if out.exists():
+        print(out.read_text())
+        return
+    prompts = [json.loads(x)["messages"][:2] for x in (work / "p1.jsonl").read_text().splitlines()[:rounds]]
+    timings: dict[str, list[dict[str, float]]] = {"base": [], "adapter": []}
+    for messages in prompts:
+        for label, server in (("base", served.base), ("adapter", served.tuned)):
+            body = {"model": server.model, "messages": messages, "max_tokens": 16, "temperature": 0,
+                    "ignore_eos": True, "cache_prompt": False}
+            start = time.perf_counter()
+            reply = httpx.post(server.base_url + "/chat/completions", json=body, timeout=300).json()
+            t = reply.get("timings", {})
+            timings[label].append({"wall_s": time.perf_counter() - start, "prompt_n": t.get("prompt_n"),
+                                   "prompt_ms": t.get("prompt_ms"), "predicted_n": t.get("predicted_n"),
+                                   "predicted_ms": t.get("predicted_ms")})
+    import statistics
+
+    summary = {}
+    for label, rows in timings.items():
+        summary[label] = {
+            "wall_p50_s": statistics.median(r["wall_s"] for r in rows),
+            "prompt_tokens_per_s": sum(r["prompt_n"] or 0 for r in rows) / (sum(r["prompt_ms"] or 0 for r in rows) / 1000),
+            "gen_tokens_per_s": sum(r["predicted_n"] or 0 for r in rows) / (sum(r["predicted_ms"] or 0 for r in rows) / 1000),
+        }
+    summary["ratio_wall_p50"] = summary["adapter"]["wall_p50_s"] / summary["base"]["wall_p50_s"]
+    out.write_text(json.dumps({"summary": summary, "requests": timings}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("prepare", "train", "eval"))
+    ap.add_argument("phase", choices=("prepare", "train", "eval", "report"))
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "p1_generator")
     ap.add_argument("--budget-min", type=float, default=60.0, help="train: stop after this many minutes")
     ap.add_argument("--threads", type=int, default=1, help="train: torch threads")
+    ap.add_argument("--limit", type=int, help="eval: first N questions of each set")
+    ap.add_argument("--strategies", help="eval: comma-separated subset")
+    ap.add_argument("--corpus-every", type=int, default=1, help="eval: every k-th corpus question")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.phase == "train":
         train(args.work, budget_min=args.budget_min, threads=args.threads)
+    elif args.phase == "eval":
+        evaluate(args.work, limit=args.limit, strategies=args.strategies.split(",") if args.strategies else None,
+                 corpus_every=args.corpus_every)
     else:
-        {"prepare": prepare}[args.phase](args.work)
+        {"prepare": prepare, "report": report}[args.phase](args.work)
     print(f"{args.phase} took {time.perf_counter() - start:.0f} s")
 
 

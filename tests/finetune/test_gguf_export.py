@@ -366,3 +366,77 @@ def test_llama_cpp_refuses_an_adapter_for_another_architecture(tmp_path: Path, s
         LlamaCppServer(smollm2, n_ctx=256, lora_adapters=[tmp_path / "qwen-lora.gguf"]).start()
     with pytest.raises(ModelUnavailableError, match="LoRA adapter not found"):
         LlamaCppServer(smollm2, n_ctx=256, lora_adapters=[tmp_path / "missing.gguf"]).start()
+
+
+def naive_export(adapter: Path, out: Path) -> Path:
+    """The export without the Q/K permutation: the control that shows why it is needed."""
+    from safetensors.numpy import load_file
+
+    writer = gguf.GGUFWriter(str(out), "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(json.loads((adapter / "adapter_config.json").read_text())["lora_alpha"]))
+    for key, value in load_file(str(adapter / "adapter_model.safetensors")).items():
+        writer.add_tensor(gguf_tensor_name(key), value.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.llamacpp
+def test_llama_cpp_with_the_adapter_matches_transformers_with_peft(tmp_path: Path, smollm2: Path) -> None:
+    """Next-token log-probabilities at 14 positions of a fixed text, llama.cpp vs transformers:
+    with the exported adapter they differ no more than the two engines differ on the base model
+    (Q4_1 kernels vs de-quantized float32), while the same adapter without the Q/K permutation
+    is far off."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    import httpx
+
+    from ragft.models.llamacpp import LlamaCppServer
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2.parent, gguf_file=smollm2.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(smollm2.parent, gguf_file=smollm2.name, dtype=torch.float32)
+    tuned = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in tuned.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.1)
+    tuned.save_pretrained(tmp_path / "peft")  # peft's own layout, read by the exporter
+    tuned.eval()
+    text = tokenizer.apply_chat_template(QUESTION[1:], add_generation_prompt=True, tokenize=False)
+    text += "The capital of France is Paris, a large city on the river Seine."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    positions = range(len(ids) - 14, len(ids))
+    with torch.no_grad():
+        hf_tuned = torch.log_softmax(tuned(torch.tensor([ids])).logits[0].float(), -1)
+        with tuned.disable_adapter():
+            hf_base = torch.log_softmax(tuned(torch.tensor([ids])).logits[0].float(), -1)
+
+    def llama_top(adapters: list[Path]) -> list[dict[int, float]]:
+        tops = []
+        with LlamaCppServer(smollm2, n_ctx=512, lora_adapters=adapters) as server:
+            root = server.base_url.removesuffix("/v1")
+            for p in positions:
+                body = {"prompt": ids[:p], "n_predict": 1, "temperature": 0, "n_probs": 10, "cache_prompt": False}
+                reply = httpx.post(root + "/completion", json=body, timeout=120).json()
+                tops.append({t["id"]: t["logprob"] for t in reply["completion_probabilities"][0]["top_logprobs"]})
+        return tops
+
+    def gap(tops: list[dict[int, float]], reference: Any) -> float:
+        return float(np.mean([abs(lp - float(reference[p - 1][t])) for p, top in zip(positions, tops) for t, lp in top.items()]))
+
+    exported = export_lora_gguf(tmp_path / "peft", smollm2, tmp_path / "adapter.gguf").path
+    unpermuted = naive_export(tmp_path / "peft", tmp_path / "naive.gguf")
+    engines = gap(llama_top([]), hf_base)
+    with_adapter = gap(llama_top([exported]), hf_tuned)
+    without_permutation = gap(llama_top([unpermuted]), hf_tuned)
+    adapter_effect = gap(llama_top([]), hf_tuned)
+    assert with_adapter < 1.5 * engines + 0.05, (with_adapter, engines)
+    assert without_permutation > 2 * with_adapter, (without_permutation, with_adapter)
+    assert adapter_effect > 2 * with_adapter, (adapter_effect, with_adapter)
