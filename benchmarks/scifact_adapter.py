@@ -2,7 +2,7 @@
 
 Run: python benchmarks/scifact_adapter.py [--data ../shared/datasets/scifact]
 
-The retrieval fine-tune of ragft (:func:`ragft.finetune.local.fit_linear_adapter`, as in
+The retrieval fine-tune of ragft (:func:`ragft.finetune.learners.fit_linear_adapter`, as in
 LlamaIndex's ``EmbeddingAdapterFinetuneEngine``): a 384×384 matrix applied to MiniLM *query*
 embeddings only, initialised to the identity, trained with an in-batch-negative contrastive loss
 on the (claim, relevant abstract) pairs of ``qrels/train.tsv`` (809 claims, 919 pairs).
@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragft.eval.metrics import mean_metric, ndcg_at_k, recall_at_k  # noqa: E402
-from ragft.finetune.local import fit_linear_adapter  # noqa: E402
+from ragft.finetune.learners import fit_linear_adapter  # noqa: E402
 from ragft.models.local import MiniLMEmbedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

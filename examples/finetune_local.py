@@ -36,11 +36,12 @@ from ragft.finetune.data import (
     write_jsonl,
 )
 from ragft.finetune.jobs import JobEvent, JobManager
-from ragft.finetune.local import LocalFineTuneBackend
+from ragft.finetune.backends.local import LocalFineTuneBackend
 from ragft.finetune.registry import Gate, ModelRegistry, evaluate_model
 from ragft.metering.meter import Meter
-from ragft.models.local import ABSTAIN_TEXT, MiniLMEmbedder
+from ragft.models.local import MiniLMEmbedder
 from ragft.models.local_ft import load_local_model
+from ragft.prompts import ABSTAIN_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

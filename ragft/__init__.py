@@ -12,6 +12,7 @@ Everything else lives in its subpackage (``ragft.rag``, ``ragft.finetune``, ``ra
 from ragft.answer import Answer, CallRecord, Source, Usage
 from ragft.config import RagftConfig, load_config
 from ragft.errors import RagftError
+from ragft.route import Route
 from ragft.strategies import Strategy, available_strategies, from_config, register_strategy
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "CallRecord",
     "RagftConfig",
     "RagftError",
+    "Route",
     "Source",
     "Strategy",
     "Usage",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ragft.route import Route
 from ragft.storage import known_fields
 
 __all__ = ["Answer", "CallKind", "CallRecord", "Source", "Usage", "UsageSource", "sum_cost"]
@@ -150,8 +151,9 @@ class Source:
 class Answer:
     """What every strategy returns from ``answer(query)``.
 
-    ``route`` says which strategy/sub-step answered and why, e.g.
-    ``"cascade: fine-tuned confidence 0.62 < 0.80 -> rag"``. ``calls`` holds every metered
+    ``route`` says which strategy/sub-step answered and why: a :class:`~ragft.route.Route`
+    whose ``str()`` reads e.g. ``"cascade: finetuned confidence 0.62 < 0.80 -> rag | rag: ..."``
+    and whose fields programs read. ``calls`` holds every metered
     model call made for this answer, so ``cost_usd`` and the token totals are exact sums.
     ``abstained`` is true when the strategy declined to answer (nothing relevant found,
     out-of-scope route). ``retrieved`` lists every passage retrieval returned for the answer,
@@ -161,7 +163,7 @@ class Answer:
     text: str
     query: str = ""
     sources: tuple[Source, ...] = ()
-    route: str = ""
+    route: Route = Route()
     strategy: str = ""
     confidence: float | None = None
     calls: tuple[CallRecord, ...] = ()
@@ -205,7 +207,7 @@ class Answer:
             "text": self.text,
             "query": self.query,
             "sources": [s.to_dict() for s in self.sources],
-            "route": self.route,
+            "route": str(self.route),
             "strategy": self.strategy,
             "confidence": self.confidence,
             "calls": [c.to_dict() for c in self.calls],

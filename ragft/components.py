@@ -1,43 +1,75 @@
 """Config -> wired objects: one small builder function per component.
 
 Everything that turns a :class:`~ragft.config.RagftConfig` into live objects lives here, so the
-CLI and the strategies never construct clients themselves. Backends are imported lazily: the
+CLI and the strategies never construct clients themselves. Models are built by the builders
+registered in :mod:`ragft.models.registry` (by model-id prefix), from one
+:class:`~ragft.models.registry.ModelEnvironment` per run; backends are imported lazily, so the
 OpenAI SDK is only loaded when a config asks for an OpenAI model.
 
-Sections: metering, embeddings and the knowledge base (chat-model builders go beside them).
+Sections: metering, the model environment, embeddings, the knowledge base, fine-tuning jobs,
+and :class:`Components` (the parts strategies are built from).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ragft.config import LOCAL_EMBEDDING, RagftConfig
-from ragft.errors import ConfigError, IndexStoreError
+from ragft.config import LOCAL_CHAT, LOCAL_EMBEDDING, RagftConfig
+from ragft.errors import AuthenticationError, ConfigError, IndexStoreError, ModelError
 from ragft.metering.meter import Budget, Ledger, Meter
 from ragft.metering.prices import PriceTable
-from ragft.models.base import Embedder
+from ragft.models.base import ChatModel, Embedder, SupportsClose
+from ragft.models.local_ft import LOCAL_FT_PREFIX
+from ragft.models.registry import (
+    HASHING_PREFIX,
+    ModelEnvironment,
+    build_chat_model,
+    build_embedding_model,
+)
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
 from ragft.rag.index import VectorIndex
 from ragft.rag.knowledge import CACHE_FILE, INDEX_DIR, KnowledgeBase
 from ragft.rag.retriever import Retriever
 
+if TYPE_CHECKING:
+    import openai
+
+    from ragft.finetune.backends import BackendContext
+    from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
+    from ragft.finetune.registry import ModelRegistry
+
 __all__ = [
     "HASHING_PREFIX",
+    "JOBS_DIR",
+    "LEDGER_FILE",
     "MODELS_DIR",
     "REGISTRY_FILE",
     "Components",
-    "LEDGER_FILE",
+    "OpenAIClients",
+    "backend_of_job",
+    "bare_environment",
     "build_base_embedder",
     "build_embedder",
+    "build_finetune_backend",
+    "build_job_manager",
+    "build_local_embedder",
     "build_meter",
     "build_retriever",
+    "finetune_backend_context",
+    "local_embedding_model",
     "open_knowledge_base",
 ]
 
-#: ``local/hashing-<dim>`` selects the instant lexical :class:`~ragft.models.local.HashingEmbedder`.
-HASHING_PREFIX = "local/hashing-"
 #: File under the home directory where every metered call is appended.
 LEDGER_FILE = "ledger.jsonl"
+#: Under the home directory: the model registry, trained model artifacts, fine-tuning jobs.
+REGISTRY_FILE = "registry.json"
+MODELS_DIR = "models"
+JOBS_DIR = "jobs"
+
+_T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- metering
 
@@ -59,46 +91,80 @@ def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
     )
 
 
+# --------------------------------------------------------------------------- model environment
+
+
+class OpenAIClients:
+    """The environment's client factory: one OpenAI SDK client per base URL, made on first use,
+    with the config's key, timeouts and retries (:class:`~ragft.models.registry.ClientFactory`)."""
+
+    def __init__(self, cfg: RagftConfig):
+        self._cfg = cfg
+        self._clients: dict[str | None, openai.OpenAI] = {}
+
+    def __call__(self, *, model: str, base_url: str | None = None) -> openai.OpenAI:
+        """The client for ``model``: the configured backend, or the server at ``base_url``."""
+        cfg = self._cfg
+        if base_url is None and cfg.base_url is None and cfg.api_key is None:
+            raise AuthenticationError(
+                f"model {model!r} needs the OpenAI API: set {cfg.backend.api_key_env} "
+                f"(or [backend] base_url for an OpenAI-compatible server), or use the offline "
+                f"backend with [backend] provider = \"local\"",
+                model=model,
+            )
+        if base_url not in self._clients:
+            from ragft.models.openai import make_client
+
+            self._clients[base_url] = make_client(
+                # A server a builder started is not the configured backend: it gets no key.
+                api_key=cfg.api_key if base_url is None else None,
+                base_url=cfg.base_url if base_url is None else base_url,
+                timeout=cfg.backend.timeout_s,
+                max_retries=cfg.backend.max_retries,
+            )
+        return self._clients[base_url]
+
+    def close(self) -> None:
+        """Close every client made."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def local_embedding_model(cfg: RagftConfig) -> str:
+    """The embedder local models train and run on: the configured one when it is local (MiniLM
+    or hashing), else MiniLM — local training must not call a paid API unmetered."""
+    return cfg.embedding_model if cfg.embedding_model.startswith("local/") else LOCAL_EMBEDDING
+
+
+def bare_environment(cfg: RagftConfig) -> ModelEnvironment:
+    """A model environment whose local embedders are neither metered nor cached (for local
+    training and one-off builds); :class:`Components` builds the metered one of a run."""
+
+    def local_embedder(name: str | None = None) -> Embedder:
+        return build_embedding_model(name or local_embedding_model(cfg), env)
+
+    env = ModelEnvironment(cfg.home_path / MODELS_DIR, OpenAIClients(cfg), local_embedder)
+    return env
+
+
 # --------------------------------------------------------------------------- embeddings
 
 
-def build_base_embedder(cfg: RagftConfig) -> Embedder:
+def build_base_embedder(cfg: RagftConfig, env: ModelEnvironment | None = None) -> Embedder:
     """The bare embedder named by ``cfg.embedding_model`` (not metered, not cached)."""
-    model = cfg.embedding_model
-    if model == LOCAL_EMBEDDING:
-        from ragft.models.local import MiniLMEmbedder
-
-        return MiniLMEmbedder()
-    if model.startswith(HASHING_PREFIX):
-        from ragft.models.local import HashingEmbedder
-
-        suffix = model[len(HASHING_PREFIX) :]
-        if not suffix.isdigit():
-            raise ConfigError(
-                f"models.embedding {model!r}: expected {HASHING_PREFIX}<dimension>, "
-                f"e.g. {HASHING_PREFIX}384"
-            )
-        return HashingEmbedder(int(suffix))
-    if model.startswith("local/"):
-        raise ConfigError(
-            f"unknown local embedding model {model!r}; use {LOCAL_EMBEDDING!r} or "
-            f"'{HASHING_PREFIX}<dimension>'"
-        )
-    from ragft.models.openai import OpenAIEmbedder, make_client
-
-    client = make_client(
-        api_key=cfg.api_key,
-        base_url=cfg.base_url,
-        timeout=cfg.backend.timeout_s,
-        max_retries=cfg.backend.max_retries,
-    )
-    return OpenAIEmbedder(model, client=client)
+    return build_embedding_model(cfg.embedding_model, env or bare_environment(cfg))
 
 
-def build_embedder(cfg: RagftConfig, meter: Meter) -> CachedEmbedder:
+def build_local_embedder(cfg: RagftConfig) -> Embedder:
+    """The bare embedder local training uses (:func:`local_embedding_model`)."""
+    return build_embedding_model(local_embedding_model(cfg), bare_environment(cfg))
+
+
+def build_embedder(cfg: RagftConfig, meter: Meter, env: ModelEnvironment | None = None) -> CachedEmbedder:
     """The configured embedder, metered by ``meter`` and behind the on-disk embedding cache
     (``<index path>/embeddings.sqlite``), so only cache misses are called and billed."""
-    metered = meter.embedder(build_base_embedder(cfg))
+    metered = meter.embedder(build_base_embedder(cfg, env))
     return CachedEmbedder(metered, EmbeddingCache(cfg.index_path / CACHE_FILE))
 
 
@@ -159,35 +225,99 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
     return kb.retriever(**settings)
 
 
-# --------------------------------------------------------------------------- chat models and parts
+# --------------------------------------------------------------------------- fine-tuning jobs
 
-#: Under the home directory: the model registry and local fine-tuned model artifacts.
-REGISTRY_FILE = "registry.json"
-MODELS_DIR = "models"
+
+def finetune_backend_context(
+    cfg: RagftConfig, *, on_event: Callable[[JobEvent], None] | None = None
+) -> BackendContext:
+    """What fine-tuning backends are built from, wired from the config (each part built only
+    when a backend asks for it: the local backend needs no API key)."""
+    from ragft.finetune.backends import BackendContext
+
+    return BackendContext(
+        models_dir=cfg.home_path / MODELS_DIR,
+        embedder=lambda: build_local_embedder(cfg),
+        openai_client=lambda: OpenAIClients(cfg)(model="OpenAI fine-tuning"),
+        prices=lambda: build_meter(cfg, ledger=False).prices,
+        on_event=on_event,
+    )
+
+
+def build_finetune_backend(
+    cfg: RagftConfig, name: str, *, on_event: Callable[[JobEvent], None] | None = None
+) -> FineTuneBackend:
+    """The fine-tuning backend registered as ``name`` (:mod:`ragft.finetune.backends`)."""
+    from ragft.finetune.backends import backend_spec
+
+    return backend_spec(name).build(finetune_backend_context(cfg, on_event=on_event))
+
+
+def build_job_manager(
+    cfg: RagftConfig, backend_name: str, *, on_event: Callable[[JobEvent], None] | None = None
+) -> JobManager:
+    """A job manager over ``<home>/jobs/<backend>/`` metering to the home ledger."""
+    from ragft.finetune.jobs import JobManager
+
+    backend = build_finetune_backend(cfg, backend_name, on_event=on_event)
+    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
+
+
+def backend_of_job(job_id: str) -> str:
+    """The name of the backend whose job ids ``job_id`` looks like; anything else is not a
+    job id (said before asking any backend, or for an API key)."""
+    from ragft.finetune.backends import backend_for_job
+
+    return backend_for_job(job_id).name
+
+
+# --------------------------------------------------------------------------- the parts of a run
 
 
 class Components:
     """The parts strategies are built from, made on first use and shared.
 
     One instance per run: the evaluation harness builds every strategy from one
-    ``Components`` so the index and the models load once. Every model it hands out is metered
-    by ``meter`` (strategies meter again with their purpose label; wrapping is idempotent).
+    ``Components`` so the index and the models load once. Models come from the builders of
+    :mod:`ragft.models.registry`, all given :attr:`env` (built once here). Embedders it hands
+    out are metered by ``meter``; chat models are metered by whoever calls them (strategies,
+    with their purpose label). :meth:`close` (or ``with Components(...)``) releases what the
+    built models hold, e.g. a local server a builder started.
     """
 
     def __init__(self, cfg: RagftConfig, meter: Meter):
         self.cfg = cfg
         self.meter = meter
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, object] = {}
+        self._clients = OpenAIClients(cfg)
+        #: What every model builder of this run receives.
+        self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder)
 
-    def _once(self, key: str, make: Any) -> Any:
+    def _once(self, key: str, make: Callable[[], _T]) -> _T:
         if key not in self._cache:
             self._cache[key] = make()
-        return self._cache[key]
+        return cast(_T, self._cache[key])
+
+    def close(self) -> None:
+        """Close every built model that holds a resource (newest first), then the SDK clients.
+        The components are unusable afterwards."""
+        for key, part in reversed(list(self._cache.items())):
+            if key.startswith("chat:") and isinstance(part, SupportsClose):
+                part.close()
+        self._cache.clear()
+        self._clients.close()
+
+    def __enter__(self) -> Components:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- retrieval ----------------------------------------------------------------------------
     def embedder(self) -> CachedEmbedder:
         """The configured embedder (metered, cached on disk)."""
-        return self._once("embedder", lambda: build_embedder(self.cfg, self.meter))
+        return self._once("embedder", lambda: build_embedder(self.cfg, self.meter, self.env))
 
     def knowledge_base(self) -> KnowledgeBase:
         """The knowledge base at the configured index path (created empty if absent)."""
@@ -199,8 +329,6 @@ class Components:
         def make() -> Retriever:
             kb = self.knowledge_base()
             if len(kb) == 0:
-                from ragft.errors import IndexStoreError
-
                 raise IndexStoreError(
                     f"the index at {self.cfg.index_path} is empty: run `ragft index "
                     f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
@@ -216,23 +344,33 @@ class Components:
 
         return self._once("retriever", make)
 
-    # -- chat models --------------------------------------------------------------------------
-    def local_embedder(self) -> Embedder:
+    # -- models -------------------------------------------------------------------------------
+    def local_embedder(self, name: str | None = None) -> Embedder:
         """The offline embedder local models use (MiniLM, or the configured local one), metered
         and behind the on-disk embedding cache: the extractive reader embeds the sentences of
-        every passage it reads, and the same passages recur across queries and strategies."""
+        every passage it reads, and the same passages recur across queries and strategies.
+
+        ``name`` asks for the local embedder a model was trained with, when it is another one
+        (metered, not cached).
+        """
 
         def make() -> Embedder:
-            if self.cfg.embedding_model.startswith("local/"):
+            if self.cfg.embedding_model == local_embedding_model(self.cfg):
                 return self.embedder()  # the same model: share its cache
-            from ragft.models.local import MiniLMEmbedder
-
             cache = EmbeddingCache(self.cfg.home_path / "local-embeddings.sqlite")
-            return CachedEmbedder(self.meter.embedder(MiniLMEmbedder()), cache)
+            return CachedEmbedder(self.meter.embedder(
+                build_embedding_model(LOCAL_EMBEDDING, self.env)), cache)
 
-        return self._once("local_embedder", make)
+        shared = self._once("local_embedder", make)
+        if name is None or name == shared.name:
+            return shared
+        if not name.startswith("local/"):
+            raise ModelError(f"the model was trained with embedder {name!r}, which ragft cannot "
+                             "build here; set [models] embedding to it in the config")
+        return self._once(f"local_embedder:{name}",
+                          lambda: self.meter.embedder(build_embedding_model(name, self.env)))
 
-    def registry(self) -> Any:
+    def registry(self) -> ModelRegistry:
         """The model registry at ``<home>/registry.json``."""
         from ragft.finetune.registry import ModelRegistry
 
@@ -251,70 +389,33 @@ class Components:
                 f"or set [models] in the config to a model id"
             ) from None
 
-    def chat(self, ref: str) -> Any:
-        """The chat model ``ref`` names (a model id or ``registry:NAME``), built once."""
+    def chat(self, ref: str) -> ChatModel:
+        """The chat model ``ref`` names (a model id or ``registry:NAME``), built once by the
+        builder registered for its prefix (not metered: callers meter it with their purpose)."""
         model_id = self.resolve(ref)
-
-        def make() -> Any:
-            if model_id == "local/extractive-reader":
-                from ragft.models.local import ExtractiveReader
-
-                return ExtractiveReader(self.local_embedder())
-            if model_id.startswith("local-ft:"):
-                from ragft.models.local_ft import load_local_model
-
-                return load_local_model(model_id, self.cfg.home_path / MODELS_DIR, self.local_embedder())
-            if model_id.startswith("local/"):
-                raise ConfigError(
-                    f"unknown local chat model {model_id!r}; the local backend has "
-                    f"'local/extractive-reader' and trained 'local-ft:...' models. For a local LLM, "
-                    f"serve it with an OpenAI-compatible server and set [backend] base_url"
-                )
-            from ragft.models.openai import OpenAIChatModel, make_client
-
-            if self.cfg.base_url is None and self.cfg.api_key is None:
-                from ragft.errors import AuthenticationError
-
-                raise AuthenticationError(
-                    f"model {model_id!r} needs the OpenAI API: set {self.cfg.backend.api_key_env} "
-                    f"(or [backend] base_url for an OpenAI-compatible server), or use the offline "
-                    f"backend with [backend] provider = \"local\"",
-                    model=model_id,
-                )
-            client = self._once(
-                "openai_client",
-                lambda: make_client(
-                    api_key=self.cfg.api_key,
-                    base_url=self.cfg.base_url,
-                    timeout=self.cfg.backend.timeout_s,
-                    max_retries=self.cfg.backend.max_retries,
-                ),
-            )
-            return OpenAIChatModel(model_id, client=client)
-
-        return self._once(f"chat:{model_id}", make)
+        return self._once(f"chat:{model_id}", lambda: build_chat_model(model_id, self.env))
 
     def generative(self, ref: str, feature: str) -> str:
         """``ref`` if it names a generative model; a :class:`ConfigError` for the extractive
         reader, which cannot follow a scoring or labelling prompt (it would fail every call)."""
-        if self.resolve(ref) == "local/extractive-reader":
+        if self.resolve(ref) == LOCAL_CHAT:
             raise ConfigError(
                 f"{feature} needs a generative chat model, and the offline backend's "
-                f"local/extractive-reader only extracts sentences. Use the OpenAI backend, a "
+                f"{LOCAL_CHAT} only extracts sentences. Use the OpenAI backend, a "
                 f"local server via [backend] base_url, or another option (rerank = \"embedding\", "
                 f"classifier = \"trained\" or \"rules\")"
             )
         return ref
 
-    def base_chat(self) -> Any:
+    def base_chat(self) -> ChatModel:
         """The base chat model (``[models] chat`` or the backend default)."""
         return self.chat(self.cfg.chat_model)
 
-    def finetuned_chat(self) -> Any:
+    def finetuned_chat(self) -> ChatModel:
         """The fine-tuned generator (``[models] finetuned``)."""
         return self.chat(self.cfg.models.finetuned)
 
-    def finetuned_generator_over_context(self) -> Any:
+    def finetuned_generator_over_context(self) -> ChatModel:
         """The fine-tuned generator for pattern 1 (generator over retrieved context).
 
         API models read the context themselves. The local fine-tuned generator is a memory of
@@ -322,20 +423,20 @@ class Components:
         (see :class:`~ragft.models.grounded.GroundedGenerator`).
         """
         model = self.finetuned_chat()
-        if not model.name.startswith("local-ft:"):
+        if not model.name.startswith(LOCAL_FT_PREFIX):
             return model
         from ragft.models.grounded import GroundedGenerator
 
         return self._once(
             f"grounded:{model.name}",
-            lambda: GroundedGenerator(model, self.chat("local/extractive-reader"),
+            lambda: GroundedGenerator(model, self.chat(LOCAL_CHAT),
                                       threshold=getattr(model, "threshold", 0.5)),
         )
 
-    def rewriter_chat(self) -> Any:
+    def rewriter_chat(self) -> ChatModel:
         """The query rewriter (``[models] rewriter``)."""
         return self.chat(self.cfg.models.rewriter)
 
-    def router_chat(self) -> Any:
+    def router_chat(self) -> ChatModel:
         """The trained router classifier (``[models] router``)."""
         return self.chat(self.cfg.models.router)

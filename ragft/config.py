@@ -9,15 +9,17 @@ is validated (``extra="forbid"``), so a typo fails with the key's name instead o
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ragft.errors import ConfigError
+from ragft.redact import register_secret
 
 __all__ = [
     "BackendConfig",
@@ -192,8 +194,13 @@ class RagftConfig(_Strict):
 
     @property
     def api_key(self) -> str | None:
-        """The OpenAI API key from the configured environment variable, if set."""
-        return self.env.get(self.backend.api_key_env) or None
+        """The OpenAI API key from the configured environment variable, if set.
+
+        Registered with :func:`ragft.redact.register_secret` when read, so it is masked in every
+        message and file ragft writes."""
+        key = self.env.get(self.backend.api_key_env) or None
+        register_secret(key)
+        return key
 
     @property
     def base_url(self) -> str | None:
@@ -231,14 +238,33 @@ class RagftConfig(_Strict):
         return _validate(data, origin="overrides")
 
 
+def _valid_keys(loc: Sequence[str | int]) -> list[str]:
+    """The keys a table at ``loc`` accepts (``()`` is the top level); empty if not a table."""
+    model: Any = RagftConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    # base_dir and env are filled in by load_config, not written in a file.
+    return sorted(k for k in model.model_fields if k not in {"base_dir", "env"})
+
+
+def _describe(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] != "extra_forbidden":
+        return f"  {where}: {err['msg']}"
+    valid = _valid_keys(err["loc"][:-1])
+    close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(valid)
+    return f"  {where}: unknown key; {hint}"
+
+
 def _validate(data: Mapping[str, Any], origin: str) -> RagftConfig:
     try:
         return RagftConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {where}: {err['msg']}")
+        lines = [_describe(err) for err in exc.errors()]
         raise ConfigError(f"invalid config {origin}:\n" + "\n".join(lines)) from None
 
 
@@ -274,4 +300,6 @@ def load_config(
     cfg = _validate(data, origin)
     if overrides:
         cfg = cfg.with_overrides(**overrides)
+    # From here on the key is masked wherever it could surface (see ragft.redact).
+    register_secret(cfg.api_key)
     return cfg

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ragft.redact import redact
+
 __all__ = [
     "AdapterExportError",
     "AuthenticationError",
@@ -65,7 +67,13 @@ __all__ = [
 
 
 class RagftError(Exception):
-    """Root of every error raised by ragft."""
+    """Root of every error raised by ragft.
+
+    Message arguments are passed through :func:`ragft.redact.redact` on construction, so an API
+    key that a server echoed into an error body never reaches a traceback, a log or a file."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
     def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
         return str(self.args[0]) if self.args else self.__class__.__name__

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ragft.redact import redact
+
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
@@ -64,8 +66,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8 text version of :func:`atomic_write_bytes`; secrets are masked (:mod:`ragft.redact`)."""
+    atomic_write_bytes(path, redact(text).encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

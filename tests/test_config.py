@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,27 @@ def test_forced_local_ignores_the_key() -> None:
 def test_typo_fails_loudly_with_the_key_name(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"retrieval\.topk"):
         load_config(write(tmp_path, "[retrieval]\ntopk = 3\n"), env={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "suggestion"),
+    [
+        ("[retrieval]\ntopk = 3\n", "did you mean 'top_k'?"),
+        ("[strategy.cascade]\nthreshhold = 0.5\n", "did you mean 'threshold'?"),
+        ("[retreival]\ntop_k = 3\n", "did you mean 'retrieval'?"),
+        ("chome = 'x'\n", "did you mean 'home'?"),
+    ],
+)
+def test_typo_suggests_the_nearest_valid_key(tmp_path, toml: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(suggestion)):
+        load_config(write(tmp_path, toml), env={})
+
+
+def test_unrelated_unknown_key_lists_the_valid_ones(tmp_path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[retrieval]\nzzz = 1\n"), env={})
+    assert "did you mean" not in str(info.value)
+    assert "valid keys: candidates, context_tokens," in str(info.value)
 
 
 def test_bounds_are_checked(tmp_path) -> None:

@@ -1,17 +1,25 @@
 """The ``ragft`` command line: one module per noun, each a thin layer over library calls.
 
 Library errors (:class:`~ragft.errors.RagftError`) become a one-line message and exit code 2
-here, at the edge, and nowhere else.
+here, at the edge, and nowhere else. Everything the CLI prints goes through
+:func:`ragft.redact.redact` (a server may echo an API key into any text), including the
+traceback of an unexpected error. A closed output pipe (``ragft ... --json | head``) ends the
+command quietly with the shell's SIGPIPE status, 141.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
 
 from ragft.errors import RagftError
+from ragft.redact import redact
 
 __all__ = ["main"]
 
@@ -53,18 +61,65 @@ def _version() -> str:
         return "ragft (not installed)"
 
 
+#: Exit status after the reader of our output went away (128 + SIGPIPE, as a shell reports it).
+EXIT_BROKEN_PIPE = 141
+
+
+class _RedactingWriter:
+    """A text stream that masks secrets in everything written through it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)  # callers count what they passed, not what was shown
+
+    def __getattr__(self, name: str) -> object:  # flush, fileno, isatty, encoding, ...
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _redacted_output() -> Iterator[None]:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _RedactingWriter(out), _RedactingWriter(err)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot raise a
+    # second BrokenPipeError (the recipe in the `signal` module's documentation).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ragft`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    try:
-        return int(args.func(args) or 0)
-    except RagftError as exc:
-        print(f"ragft: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ragft: interrupted", file=sys.stderr)
-        return 130
+    with _redacted_output():
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 1
+        try:
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        except RagftError as exc:
+            print(f"ragft: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("ragft: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # a bug or an untranslated failure: show it, masked
+            print("".join(traceback.format_exception(exc)), end="", file=sys.stderr)
+            return 1

@@ -81,13 +81,13 @@ def _evaluate(cfg: RagftConfig, names: list[str], questions: list[Question], out
 
     base = build_meter(cfg, ledger=False)  # the config's prices and budget ...
     meter = Meter(base.prices, ledger=Ledger(out / LEDGER_FILE), budget=base.budget)  # ... our ledger
-    parts = Components(cfg, meter)
-    strategies = {n: build_strategy(cfg, strategy=n, meter=meter, parts=parts) for n in names}
-    judge = LLMJudge(parts.base_chat(), meter=meter) if args.judge else None
-    return run_eval(
-        strategies, questions, meter=meter, concurrency=args.concurrency,
-        progress=not args.no_progress, judge=judge, meta=meta,
-    )
+    with Components(cfg, meter) as parts:  # closed after the run: models may hold servers
+        strategies = {n: build_strategy(cfg, strategy=n, meter=meter, parts=parts) for n in names}
+        judge = LLMJudge(parts.base_chat(), meter=meter) if args.judge else None
+        return run_eval(
+            strategies, questions, meter=meter, concurrency=args.concurrency,
+            progress=not args.no_progress, judge=judge, meta=meta,
+        )
 
 
 def _write(result: Any, out: Path, metric: str) -> list[Path]:

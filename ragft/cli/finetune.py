@@ -13,24 +13,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ragft.components import MODELS_DIR, REGISTRY_FILE
+from ragft.components import (
+    JOBS_DIR,
+    REGISTRY_FILE,
+    backend_of_job,
+    build_job_manager,
+    finetune_backend_context,
+)
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
+from ragft.finetune.backends import BackendContext, backend_names, backend_spec
+from ragft.finetune.data import PURPOSES
 from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager, JobStatus, TrackedJob
 
 __all__ = [
-    "JOBS_DIR",
-    "MODELS_DIR",
-    "REGISTRY_FILE",
+    "backend_context",
     "backend_of_job",
     "build_backend",
     "build_manager",
-    "local_embedder",
     "register",
 ]
-
-JOBS_DIR = "jobs"
-LOCAL_JOB_PREFIX = "ftjob-local-"
 
 
 def register(subparsers: Any) -> None:
@@ -88,10 +90,10 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--model", required=True, help="base model (`local` for --backend local)")
     sp.add_argument("--suffix", required=True, help="name part of the resulting model id")
     sp.add_argument("--validation-file", help="held-out JSONL reported during training")
-    sp.add_argument("--backend", choices=("local", "openai"), help="default: config provider")
+    sp.add_argument("--backend", choices=backend_names(), help="default: config provider")
     sp.add_argument("--epochs", default="auto", help="number of epochs or 'auto' (default)")
     sp.add_argument("--seed", type=int, help="training seed")
-    sp.add_argument("--purpose", choices=("generator", "rewriter", "router", "adapter"),
+    sp.add_argument("--purpose", choices=PURPOSES,
                     help="what the model is for (default: detected from the file)")
     sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
     sp.add_argument("--timeout", type=float, help="seconds to follow before giving up")
@@ -118,57 +120,24 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- wiring
 
 
-def local_embedder(cfg: RagftConfig) -> Any:
-    """The embedder local training and local-ft models use: the configured one when it is
-    local (MiniLM or hashing), else MiniLM — training must not call a paid API unmetered."""
-    from ragft.components import build_base_embedder
-
-    if cfg.embedding_model.startswith("local/"):
-        return build_base_embedder(cfg)
-    from ragft.models.local import MiniLMEmbedder
-
-    return MiniLMEmbedder()
-
-
 def _progress(event: JobEvent) -> None:
     print(f"  {event.message}", file=sys.stderr, flush=True)
 
 
+def backend_context(cfg: RagftConfig, *, live: bool = False) -> BackendContext:
+    """:func:`~ragft.components.finetune_backend_context`, printing progress when ``live``."""
+    return finetune_backend_context(cfg, on_event=_progress if live else None)
+
+
 def build_backend(cfg: RagftConfig, name: str, *, live: bool = False) -> FineTuneBackend:
-    """The ``local`` or ``openai`` backend wired from the config."""
-    if name == "local":
-        from ragft.finetune.local import LocalFineTuneBackend
-
-        return LocalFineTuneBackend(cfg.home_path / MODELS_DIR, local_embedder(cfg),
-                                    on_event=_progress if live else None)
-    from ragft.components import build_meter
-    from ragft.finetune.jobs import OpenAIFineTuneBackend
-    from ragft.models.openai import make_client
-
-    client = make_client(api_key=cfg.api_key, base_url=cfg.base_url,
-                         timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
-    return OpenAIFineTuneBackend(client, prices=build_meter(cfg, ledger=False).prices)
+    """The backend registered as ``name`` (see :mod:`ragft.finetune.backends`), wired from
+    the config."""
+    return backend_spec(name).build(backend_context(cfg, live=live))
 
 
 def build_manager(cfg: RagftConfig, backend_name: str, *, live: bool = False) -> JobManager:
-    """A :class:`JobManager` over ``<home>/jobs/<backend>/`` metering to the home ledger."""
-    from ragft.components import build_meter
-
-    backend = build_backend(cfg, backend_name, live=live)
-    return JobManager(backend, cfg.home_path / JOBS_DIR / backend_name, meter=build_meter(cfg))
-
-
-def backend_of_job(job_id: str) -> str:
-    """``local`` for the local backend's job ids, ``openai`` for other ``ftjob-`` ids; anything
-    else is not a job id (said before asking any backend, or for an API key)."""
-    if job_id.startswith(LOCAL_JOB_PREFIX):
-        return "local"
-    if job_id.startswith("ftjob-"):
-        return "openai"
-    raise FineTuneError(
-        f"{job_id!r} is not a fine-tuning job id (they look like ftjob-...); "
-        "`ragft finetune list` shows the jobs started from this home"
-    )
+    """:func:`~ragft.components.build_job_manager`, printing progress when ``live``."""
+    return build_job_manager(cfg, backend_name, on_event=_progress if live else None)
 
 
 def _epochs(value: str) -> int | str:
@@ -302,8 +271,9 @@ def _estimate(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     backend = args.backend or cfg.provider
+    spec = backend_spec(backend)
     epochs = _epochs(args.epochs)
-    if backend == "openai":
+    if spec.priced:
         from ragft.components import build_meter
         from ragft.finetune.data import estimate_training
 
@@ -312,7 +282,7 @@ def _start(args: argparse.Namespace) -> int:
                                 prices=build_meter(cfg, ledger=False).prices)
         print(f"estimate: {est.summary()}", file=sys.stderr)
     manager = build_manager(cfg, backend, live=True)
-    if backend == "local":
+    if spec.in_process:
         print("training locally...", file=sys.stderr)
     job = manager.start(args.file, model=args.model, suffix=args.suffix,
                         validation_file=args.validation_file, epochs=epochs,  # type: ignore[arg-type]
@@ -322,9 +292,10 @@ def _start(args: argparse.Namespace) -> int:
               f"started {job.job_id}", file=sys.stderr)
     status = job.status
     assert status is not None and job.job_id is not None
-    if args.wait or backend == "local":
+    if args.wait or spec.in_process:
+        # An in-process backend showed its progress live already.
         status = manager.follow(job.job_id, timeout=args.timeout,
-                                on_event=None if backend == "local" else _progress)
+                                on_event=None if spec.in_process else _progress)
     if args.json:
         print(json.dumps({"job": manager.get(job.job_id).to_dict()}, indent=2))
     else:
@@ -387,21 +358,26 @@ def _events(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    status = build_manager(cfg, backend_of_job(args.job)).cancel(args.job)
-    _print_status(status)
+    manager = build_manager(cfg, backend_of_job(args.job))
+    # A job that has ended cannot be cancelled; say so rather than send a request that
+    # fails (OpenAI) or reads as if this call had stopped something.
+    status = manager.status(args.job)
+    if status.terminal:
+        _print_status(status)
+        print(f"nothing to cancel: job {status.id} already {status.status}")
+        return 0
+    _print_status(manager.cancel(args.job))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ragft.finetune.jobs import JobManager as _JM
-
     cfg = load_config(args.config)
     jobs: list[TrackedJob] = []
     root = cfg.home_path / JOBS_DIR
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if folder.is_dir():
             # Reading stored records needs no backend (and no API key or model load).
-            jobs.extend(_JM(_NoBackend(folder.name), folder).list())  # type: ignore[arg-type]
+            jobs.extend(JobManager(_NoBackend(folder.name), folder).list_jobs())  # type: ignore[arg-type]
     jobs.sort(key=lambda j: j.created_at)
     if args.json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2))

@@ -11,11 +11,10 @@ import json
 import sys
 from typing import Any
 
-from ragft.config import LOCAL_EMBEDDING, RagftConfig, load_config
-from ragft.errors import ModelError, RegistryError
-from ragft.models.base import ChatModel, Embedder
+from ragft.config import RagftConfig, load_config
+from ragft.errors import RegistryError
 
-__all__ = ["load_model", "register"]
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -76,43 +75,6 @@ def _registry(cfg: RagftConfig) -> Any:
     return ModelRegistry(cfg.home_path / REGISTRY_FILE)
 
 
-def _embedder_named(cfg: RagftConfig, name: str) -> Embedder:
-    from ragft.cli.finetune import local_embedder
-
-    configured = local_embedder(cfg)
-    if configured.name == name:
-        return configured
-    if name == LOCAL_EMBEDDING:
-        from ragft.models.local import MiniLMEmbedder
-
-        return MiniLMEmbedder()
-    if name.startswith("local/hashing-") and name.rsplit("-", 1)[-1].isdigit():
-        from ragft.models.local import HashingEmbedder
-
-        return HashingEmbedder(int(name.rsplit("-", 1)[-1]))
-    raise ModelError(f"the model was trained with embedder {name!r}, which ragft cannot build "
-                     "here; set [models] embedding to it in the config")
-
-
-def load_model(cfg: RagftConfig, model_id: str) -> ChatModel:
-    """A chat model for ``model_id``: a local ``local-ft:`` artifact (with the embedder it was
-    trained on) or a model served through the OpenAI SDK."""
-    from ragft.components import MODELS_DIR
-
-    if model_id.startswith("local-ft:"):
-        from ragft.models.local_ft import artifact_dir, load_local_model, read_artifact
-
-        models_dir = cfg.home_path / MODELS_DIR
-        manifest, _, _ = read_artifact(artifact_dir(models_dir, model_id))
-        embedder = _embedder_named(cfg, str(manifest.get("embedder", {}).get("name")))
-        return load_local_model(model_id, models_dir, embedder)
-    from ragft.models.openai import OpenAIChatModel, make_client
-
-    client = make_client(api_key=cfg.api_key, base_url=cfg.base_url,
-                         timeout=cfg.backend.timeout_s, max_retries=cfg.backend.max_retries)
-    return OpenAIChatModel(model_id, client=client)
-
-
 def _list(args: argparse.Namespace) -> int:
     registry = _registry(load_config(args.config))
     versions = registry.versions(args.name) if args.name else registry.list()
@@ -152,9 +114,9 @@ def _register(args: argparse.Namespace) -> int:
     registry = _registry(cfg)
     metrics = _parse_metrics(args.metric)
     if args.job:
-        from ragft.cli.finetune import backend_of_job, build_manager
+        from ragft.components import backend_of_job, build_job_manager
 
-        job = build_manager(cfg, backend_of_job(args.job)).get(args.job)
+        job = build_job_manager(cfg, backend_of_job(args.job)).get(args.job)
         if job.status is None or job.status.status != "succeeded":
             raise RegistryError(f"job {args.job} has not succeeded (state: "
                                 f"{job.status.status if job.status else job.step}); "
@@ -174,16 +136,20 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ragft.components import Components, build_meter
     from ragft.finetune.data import read_jsonl
     from ragft.finetune.registry import evaluate_model
 
     cfg = load_config(args.config)
     registry = _registry(cfg)
     version = registry.get(args.name, args.version)
-    model = load_model(cfg, version.model_id)
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    metrics = evaluate_model(model, read_jsonl(args.file), purpose=version.purpose,
-                             labels=labels)
+    meter = build_meter(cfg)
+    # Built like any model of a run (registered builder, environment) and metered to the ledger.
+    with Components(cfg, meter) as parts:
+        model = meter.chat_model(parts.chat(version.model_id)).with_purpose("evaluate")
+        metrics = evaluate_model(model, read_jsonl(args.file), purpose=version.purpose,
+                                 labels=labels)
     registry.set_metrics(args.name, args.version, metrics)
     print(f"{args.name}@{args.version} on {args.file}: "
           + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 import time
 import uuid
@@ -37,6 +36,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
+from ragft.redact import redact
 from ragft.storage import atomic_write_bytes, known_fields
 from ragft.errors import (
     AuthenticationError,
@@ -48,6 +48,7 @@ from ragft.eval.judge import LLMJudge
 from ragft.eval.quality import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
+from ragft.route import Route
 from ragft.strategies.base import Strategy
 
 __all__ = [
@@ -149,31 +150,17 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-def route_key(route: str) -> str:
-    """The first decision in a route string, for counting the route mix.
+def route_key(route: Route) -> str:
+    """The first decision of a route, for counting the route mix.
 
     ``"router: procedural (0.93) -> finetuned | ..."`` -> ``"router: procedural"``;
-    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated
-    (its route continues after ``" | "``) -> ``"cascade: fallback"``; a simple strategy ->
-    its kind (``"rag"``), or ``"rag: abstain"`` when its route ends in an abstention.
+    a cascade that kept its first answer -> ``"cascade: kept"``, one that escalated ->
+    ``"cascade: fallback"``; a simple strategy -> its kind (``"rag"``), or ``"rag: abstain"``
+    when it declined without an answer.
     """
-    head = route.split(" | ", 1)[0].strip()
-    kind, sep, rest = head.partition(":")
-    kind = kind.strip()
-    if not sep or not kind:
-        return head[:40] or "-"
-    rest = rest.strip()
-    if kind == "cascade":
-        return "cascade: fallback" if " | " in route else "cascade: kept"
-    if kind == "router":
-        label = re.match(r"([\w-]+) \(", rest)
-        if label:
-            return f"router: {label.group(1)}"
-        default = re.search(r"-> default (\S+)", rest)
-        return f"router: default ({default.group(1)})" if default else "router: default"
-    if re.search(r"->\s*abstain\b", head):
-        return f"{kind}: abstain"
-    return kind
+    if not route.strategy:
+        return str(route)[:40] or "-"
+    return f"{route.strategy}: {route.decision}" if route.decision else route.strategy
 
 
 # --------------------------------------------------------------------------- summaries
@@ -311,6 +298,11 @@ class CostCheck:
 # --------------------------------------------------------------------------- result
 
 
+def _atomic_write_text(path: str | Path, text: str) -> Path:
+    # Answers and error texts come from servers, which may echo a key: mask before writing.
+    return _atomic_write(path, redact(text).encode("utf-8"))
+
+
 def _atomic_write(path: str | Path, data: bytes) -> Path:
     """Write ``data`` atomically (see :mod:`ragft.storage`) and return the path."""
     atomic_write_bytes(path, data)
@@ -391,7 +383,7 @@ class EvalResult:
     def to_json(self, path: str | Path) -> Path:
         """Write the whole result as indented JSON, atomically."""
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        return _atomic_write(path, text.encode("utf-8"))
+        return _atomic_write_text(path, text)
 
     @classmethod
     def from_json(cls, path: str | Path) -> EvalResult:
@@ -417,7 +409,7 @@ class EvalResult:
             row["documents"] = ";".join(record.documents)
             row["gold_sources"] = ";".join(record.gold_sources)
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
-        return _atomic_write(path, buf.getvalue().encode("utf-8"))
+        return _atomic_write_text(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- running
@@ -477,7 +469,7 @@ def _record(
     return QuestionRecord(
         **common,
         answer=answer.text,
-        route=answer.route,
+        route=str(answer.route),
         route_key=route_key(answer.route),
         outcome=scores.outcome,
         abstained=answer.abstained,
@@ -589,7 +581,7 @@ def run_eval(
                 try:
                     answer = strategy.answer(q.question, query_id=q.id)
                 except Exception as exc:  # one failing question must not end the run
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = redact(f"{type(exc).__name__}: {exc}")
                     if is_fatal(exc):
                         fatal.setdefault(name, error)
         record = _record(name, q, answer, error, list(scope.records), time.perf_counter() - start)
@@ -605,7 +597,7 @@ def run_eval(
             try:
                 verdict = judge.judge(q.question, q.answer, answer.text)
             except Exception as exc:  # a judge failure loses only the grade
-                return replace(record, judge_error=f"{type(exc).__name__}: {exc}")
+                return replace(record, judge_error=redact(f"{type(exc).__name__}: {exc}"))
         if verdict.score is None:
             return replace(record, judge_error=f"unparsable judge reply {verdict.raw[:60]!r}")
         return replace(record, judge_score=verdict.score)

@@ -9,7 +9,7 @@ The file format is OpenAI's chat fine-tuning format, one example a line::
 One builder per *purpose* (what the tuned model is for): :func:`generator_examples` (answer
 questions without retrieval), :func:`rewriter_examples` (rewrite a search query) and
 :func:`router_examples` (classify a query; the assistant says only the label). The same files
-train the local backend (:mod:`ragft.finetune.local`) and OpenAI jobs.
+train the local backend (:mod:`ragft.finetune.backends.local`) and OpenAI jobs.
 
 :func:`validate_file` runs the checks of the OpenAI cookbook's "Data preparation and analysis
 for chat model fine-tuning" and reports every problem with its 1-based line number, so a file
@@ -33,6 +33,13 @@ from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, Training
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
+# The training prompts are the serving prompts: both come from ragft.prompts (re-exported here).
+from ragft.prompts import (
+    GENERATOR_SYSTEM,
+    REWRITER_SYSTEM,
+    ROUTER_SYSTEM_PREFIX,
+    router_system_prompt,
+)
 from ragft.textutil import content_words
 
 __all__ = [
@@ -57,6 +64,7 @@ __all__ = [
     "estimate_training",
     "example_key",
     "generator_examples",
+    "message_text",
     "read_jsonl",
     "rewriter_examples",
     "router_examples",
@@ -84,23 +92,6 @@ ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 ALLOWED_MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 )
-
-GENERATOR_SYSTEM = (
-    "You are the support assistant for the documentation you were trained on. "
-    "Answer the question directly and concisely."
-)
-REWRITER_SYSTEM = (
-    "Rewrite the user's search query so that it retrieves the right passages: keep its "
-    "meaning, spell out abbreviations and add the terms the documents use. "
-    "Reply with the rewritten query only."
-)
-#: How the router builders' system prompt starts (the labels follow, comma-separated).
-ROUTER_SYSTEM_PREFIX = "Classify the user's query into exactly one of these labels:"
-
-
-def router_system_prompt(labels: Sequence[str]) -> str:
-    """The router builders' system prompt, naming every allowed label."""
-    return f"{ROUTER_SYSTEM_PREFIX} {', '.join(labels)}. Reply with the label only."
 
 
 # --------------------------------------------------------------------------- builders
@@ -310,16 +301,13 @@ def split_examples(
 # --------------------------------------------------------------------------- purpose
 
 
-def _assistant_text(example: Mapping[str, Any]) -> str:
-    for message in reversed(example.get("messages") or ()):
-        if isinstance(message, Mapping) and message.get("role") == "assistant":
-            return str(message.get("content") or "")
-    return ""
-
-
-def _system_text(example: Mapping[str, Any]) -> str:
-    for message in example.get("messages") or ():
-        if isinstance(message, Mapping) and message.get("role") == "system":
+def message_text(example: Mapping[str, Any], role: str, *, last: bool = False) -> str:
+    """The content of a chat example's first (``last=True``: last) message with ``role``,
+    ``""`` when there is none — e.g. the question (``"user"``) and reply (``"assistant"``,
+    last) a trainer learns from."""
+    messages = [m for m in example.get("messages") or () if isinstance(m, Mapping)]
+    for message in reversed(messages) if last else messages:
+        if message.get("role") == role:
             return str(message.get("content") or "")
     return ""
 
@@ -338,14 +326,14 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     first = examples[0]
     if "messages" not in first and "query" in first and ("passage" in first or "positive" in first):
         return "adapter"
-    system = _system_text(first)
+    system = message_text(first, "system")
     if system.startswith(ROUTER_SYSTEM_PREFIX):
         return "router"
     if system == REWRITER_SYSTEM:
         return "rewriter"
     if system == GENERATOR_SYSTEM:
         return "generator"
-    replies = [_assistant_text(ex).strip() for ex in examples]
+    replies = [message_text(ex, "assistant", last=True).strip() for ex in examples]
     distinct = set(replies)
     label_like = all(r and len(r.split()) == 1 and len(r) <= 40 for r in replies)
     if label_like and len(distinct) <= max(2, min(50, len(replies) // 3)):

@@ -1,28 +1,20 @@
 """Fine-tuning job lifecycle over a pluggable backend, resumable across process restarts.
 
-Layers:
+This module holds what every backend shares and nothing backend-specific:
 
+* the values a backend returns — :class:`JobStatus`, :class:`JobEvent`, :class:`Checkpoint`,
+  :class:`UploadedFile` — ragft's own frozen types, never SDK objects;
 * :class:`FineTuneBackend` — the seam. A backend uploads files and creates, reads, lists events
-  of and cancels jobs, returning ragft's own frozen values (:class:`JobStatus`,
-  :class:`JobEvent`, :class:`Checkpoint`), never SDK objects.
-* :class:`OpenAIFineTuneBackend` — the official ``openai`` SDK (any client with the same API:
-  ``openai.AzureOpenAI``, or an OpenAI-compatible server such as vLLM serving LoRA adapters).
-* :class:`~ragft.finetune.local.LocalFineTuneBackend` — trains small real models offline.
+  of and cancels jobs. The backends themselves live in :mod:`ragft.finetune.backends`, one
+  module each (``openai``, ``local``), registered by name there;
 * :class:`JobManager` — starts jobs idempotently and follows them. It writes the job's state
-  to disk *before and after* every remote step, keyed by what defines the job (backend,
-  training-file SHA-256, model, suffix, epochs, seed), so a restarted process picks up the
-  job it already paid for instead of creating a second one.
-
-OpenAI's self-serve fine-tuning is being wound down: new accounts get HTTP 403
-``training_not_available``, new jobs stop on :data:`OPENAI_NEW_JOBS_END`, and base models retire
-on the price table's ``shutdown`` dates. Each becomes a specific error that says what to do.
+  (:class:`TrackedJob`) to disk *before and after* every remote step, keyed by what defines
+  the job (:func:`job_key`: backend, training-file SHA-256, model, suffix, epochs, seed), so a
+  restarted process picks up the job it already paid for instead of creating a second one.
 """
 
 from __future__ import annotations
 
-import builtins
-
-import datetime as dt
 import hashlib
 import json
 import time
@@ -30,34 +22,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import urlparse
 
 from ragft.answer import Usage
 from ragft.errors import (
     FineTuneBackendUnavailable,
     FineTuneError,
     JobFailedError,
-    ModelRetiredError,
     TrainingDataError,
-    TrainingNotAvailableError,
 )
-from ragft.finetune.data import check_base_model, detect_purpose, read_jsonl, validate_file
+from ragft.finetune.data import detect_purpose, read_jsonl, validate_file
 from ragft.storage import atomic_write_json, file_sha256, known_fields, locked, read_json
 from ragft.metering.meter import Meter
-from ragft.metering.prices import PriceTable
 
 __all__ = [
-    "ALTERNATIVES_HINT",
-    "OPENAI_NEW_JOBS_END",
     "TERMINAL_STATES",
     "Checkpoint",
     "FineTuneBackend",
-    "FineTuneBackendUnavailable",
     "JobEvent",
     "JobManager",
     "JobState",
     "JobStatus",
-    "OpenAIFineTuneBackend",
     "TrackedJob",
     "UploadedFile",
     "job_key",
@@ -65,18 +49,6 @@ __all__ = [
 
 JobState = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-
-#: OpenAI's announced last day for *creating* fine-tuning jobs is the day before this date.
-OPENAI_NEW_JOBS_END = dt.date(2027, 1, 6)
-
-#: What to do when OpenAI will not fine-tune; the backend protocol makes each pluggable.
-ALTERNATIVES_HINT = (
-    "Alternatives: train offline with `ragft finetune start FILE --backend local`; use Azure "
-    "OpenAI fine-tuning by passing an `openai.AzureOpenAI` client to OpenAIFineTuneBackend; or "
-    "fine-tune an open-weights model with LoRA and serve the adapters from an OpenAI-compatible "
-    "server such as vLLM (`--enable-lora`), pointing ragft's base_url at it."
-)
-
 
 # --------------------------------------------------------------------------- values
 
@@ -243,270 +215,6 @@ class FineTuneBackend(Protocol):
         ...
 
 
-# --------------------------------------------------------------------------- OpenAI
-
-
-def _today(today: dt.date | Callable[[], dt.date] | None) -> dt.date:
-    if today is None:
-        return dt.date.today()
-    return today() if callable(today) else today
-
-
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _plain(obj: Any) -> Any:
-    # SDK models -> plain JSON-able values (pydantic v2 ``model_dump``), dicts pass through.
-    if obj is None:
-        return None
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(exclude_none=True)
-    return obj
-
-
-class OpenAIFineTuneBackend:
-    """Fine-tuning through the official ``openai`` SDK.
-
-    ``client`` is an ``openai.OpenAI`` (or ``AzureOpenAI``, or one pointed at an
-    OpenAI-compatible server). For api.openai.com, ragft applies OpenAI's announced limits
-    itself before spending anything: base models past their price-table ``shutdown`` date
-    raise :class:`~ragft.errors.ModelRetiredError`, and from :data:`OPENAI_NEW_JOBS_END` new
-    jobs raise :class:`~ragft.errors.TrainingNotAvailableError`. Other hosts set their own
-    rules, so only the retirement check of models the price table knows applies there
-    (``enforce_openai_limits`` overrides the detection).
-    """
-
-    name = "openai"
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        prices: PriceTable | None = None,
-        today: dt.date | Callable[[], dt.date] | None = None,
-        enforce_openai_limits: bool | None = None,
-    ):
-        self.client = client
-        self.prices = prices if prices is not None else PriceTable.load()
-        self._today = today
-        if enforce_openai_limits is None:
-            host = urlparse(str(getattr(client, "base_url", "") or "")).hostname or ""
-            enforce_openai_limits = host in ("", "api.openai.com")
-        self.enforce_openai_limits = enforce_openai_limits
-
-    # -- errors -------------------------------------------------------------------------
-    def _translate(self, exc: Exception, action: str) -> FineTuneError:
-        import openai
-
-        if isinstance(exc, openai.APIStatusError):
-            body = exc.body if isinstance(exc.body, Mapping) else {}
-            message = str(body.get("message") or exc.message)
-            code = exc.code or body.get("code")
-            status = exc.status_code
-            if code == "training_not_available":
-                return TrainingNotAvailableError(
-                    f"OpenAI refused to {action}: fine-tuning is not available for this account "
-                    f"(HTTP {status} training_not_available: {message}). OpenAI is winding down "
-                    f"self-serve fine-tuning. {ALTERNATIVES_HINT}"
-                )
-            if status == 401:
-                return FineTuneError(
-                    f"OpenAI rejected the API key while trying to {action} ({message}); check "
-                    "OPENAI_API_KEY or the config's api_key_env"
-                )
-            if status == 429 or status >= 500:
-                return FineTuneBackendUnavailable(
-                    f"OpenAI failed to {action} (HTTP {status}: {message}); nothing was lost, "
-                    "retry later (the job state is saved)"
-                )
-            return FineTuneError(f"OpenAI could not {action} (HTTP {status}: {message})")
-        if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
-            return FineTuneBackendUnavailable(
-                f"could not reach the OpenAI API to {action} ({exc}); retry later"
-            )
-        return FineTuneError(f"OpenAI SDK error while trying to {action}: {exc}")
-
-    def _call(self, action: str, fn: Callable[[], Any]) -> Any:
-        import openai
-
-        try:
-            return fn()
-        except openai.OpenAIError as exc:
-            raise self._translate(exc, action) from exc
-
-    # -- conversions ---------------------------------------------------------------------
-    @staticmethod
-    def _status(job: Any) -> JobStatus:
-        error = _field(job, "error")
-        message = _field(error, "message")
-        code = _field(error, "code")
-        error_text = None
-        if message:
-            error_text = f"{message} ({code})" if code else str(message)
-        method = _field(job, "method")
-        hyper = _plain(_field(_field(method, "supervised"), "hyperparameters")) or _plain(
-            _field(job, "hyperparameters")
-        ) or {}
-        return JobStatus(
-            id=str(_field(job, "id")),
-            status=_field(job, "status"),
-            model=str(_field(job, "model")),
-            fine_tuned_model=_field(job, "fine_tuned_model"),
-            trained_tokens=_field(job, "trained_tokens"),
-            error=error_text,
-            created_at=_field(job, "created_at"),
-            finished_at=_field(job, "finished_at"),
-            estimated_finish=_field(job, "estimated_finish"),
-            training_file=_field(job, "training_file"),
-            validation_file=_field(job, "validation_file"),
-            hyperparameters=dict(hyper),
-            metadata=dict(_field(job, "metadata") or {}),
-        )
-
-    # -- protocol ------------------------------------------------------------------------
-    def check_model(self, model: str) -> None:
-        """Refuse retired base models and, on api.openai.com, jobs after the end date."""
-        today = _today(self._today)
-        if self.enforce_openai_limits:
-            if today >= OPENAI_NEW_JOBS_END:
-                raise TrainingNotAvailableError(
-                    f"OpenAI stopped accepting new fine-tuning jobs on "
-                    f"{OPENAI_NEW_JOBS_END.isoformat()} (today is {today.isoformat()}); "
-                    f"existing fine-tuned models keep working until their base model's "
-                    f"shutdown. {ALTERNATIVES_HINT}"
-                )
-            check_base_model(model, self.prices, today=today)
-        else:
-            date = self.prices.shutdown_date(model)
-            if date is not None and date <= today:
-                raise ModelRetiredError(
-                    f"base model {model!r} was shut down on {date.isoformat()}; pick a current one"
-                )
-
-    def upload_file(self, path: Path) -> UploadedFile:
-        """``files.create(purpose="fine-tune")``."""
-        path = Path(path)
-        data = path.read_bytes()
-        obj = self._call(
-            f"upload {path.name}",
-            lambda: self.client.files.create(file=(path.name, data), purpose="fine-tune"),
-        )
-        return UploadedFile(
-            id=str(obj.id),
-            filename=str(_field(obj, "filename", path.name)),
-            bytes=int(_field(obj, "bytes", len(data)) or len(data)),
-            purpose=str(_field(obj, "purpose", "fine-tune")),
-        )
-
-    def create_job(
-        self,
-        *,
-        model: str,
-        training_file: str,
-        validation_file: str | None = None,
-        suffix: str | None = None,
-        seed: int | None = None,
-        hyperparameters: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> JobStatus:
-        """``fine_tuning.jobs.create`` with ``method={"type": "supervised", ...}``.
-
-        Hyperparameters go under ``method.supervised`` — the top-level ``hyperparameters``
-        argument is deprecated.
-        """
-        self.check_model(model)
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "training_file": training_file,
-            "method": {
-                "type": "supervised",
-                "supervised": {"hyperparameters": dict(hyperparameters or {})},
-            },
-        }
-        if validation_file:
-            kwargs["validation_file"] = validation_file
-        if suffix:
-            kwargs["suffix"] = suffix
-        if seed is not None:
-            kwargs["seed"] = seed
-        if metadata:
-            kwargs["metadata"] = dict(metadata)
-        job = self._call(
-            f"create a fine-tuning job on {model}",
-            lambda: self.client.fine_tuning.jobs.create(**kwargs),
-        )
-        return self._status(job)
-
-    def find_jobs(self, metadata: Mapping[str, str]) -> list[JobStatus]:
-        """``fine_tuning.jobs.list(metadata=...)``, filtered again locally to be sure."""
-        page = self._call(
-            "list fine-tuning jobs",
-            lambda: self.client.fine_tuning.jobs.list(metadata=dict(metadata), limit=20),
-        )
-        found = [self._status(j) for j in page.data]
-        return [
-            s for s in found if all(s.metadata.get(k) == v for k, v in metadata.items())
-        ]
-
-    def retrieve_job(self, job_id: str) -> JobStatus:
-        """``fine_tuning.jobs.retrieve``."""
-        job = self._call(
-            f"read job {job_id}", lambda: self.client.fine_tuning.jobs.retrieve(job_id)
-        )
-        return self._status(job)
-
-    def list_events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
-        """``fine_tuning.jobs.list_events``; the API returns newest first, this oldest first."""
-        page = self._call(
-            f"list events of job {job_id}",
-            lambda: self.client.fine_tuning.jobs.list_events(job_id, limit=limit),
-        )
-        events = [
-            JobEvent(
-                id=str(e.id),
-                created_at=float(e.created_at),
-                message=str(e.message),
-                level=str(_field(e, "level", "info")),
-                type=str(_field(e, "type", "message") or "message"),
-                data=dict(_plain(_field(e, "data")) or {}),
-            )
-            for e in page.data
-        ]
-        events.reverse()
-        return events
-
-    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
-        """``fine_tuning.jobs.checkpoints.list``, ordered by step."""
-        page = self._call(
-            f"list checkpoints of job {job_id}",
-            lambda: self.client.fine_tuning.jobs.checkpoints.list(job_id),
-        )
-        out = [
-            Checkpoint(
-                id=str(c.id),
-                step=int(c.step_number),
-                model=str(c.fine_tuned_model_checkpoint),
-                metrics={k: float(v) for k, v in (_plain(c.metrics) or {}).items()
-                         if isinstance(v, (int, float))},
-                created_at=float(c.created_at),
-            )
-            for c in page.data
-        ]
-        return sorted(out, key=lambda c: c.step)
-
-    def cancel_job(self, job_id: str) -> JobStatus:
-        """``fine_tuning.jobs.cancel``."""
-        job = self._call(
-            f"cancel job {job_id}", lambda: self.client.fine_tuning.jobs.cancel(job_id)
-        )
-        return self._status(job)
-
-
 # --------------------------------------------------------------------------- manager
 
 
@@ -652,7 +360,7 @@ class JobManager:
                 "over (check the provider's dashboard for a job it may have created)"
             ) from exc
 
-    def list(self) -> builtins.list[TrackedJob]:
+    def list_jobs(self) -> list[TrackedJob]:
         """Every job this manager's store knows, oldest first."""
         if not self.store_dir.is_dir():
             return []
@@ -665,7 +373,7 @@ class JobManager:
 
     def get(self, job_id: str) -> TrackedJob:
         """The stored record of ``job_id`` (or of a job key)."""
-        for job in self.list():
+        for job in self.list_jobs():
             if job.job_id == job_id or job.key == job_id or job_id in job.attempts:
                 return job
         raise FineTuneError(
@@ -938,11 +646,11 @@ class JobManager:
             self._record_usage(job)
         return status
 
-    def events(self, job_id: str, *, limit: int = 100) -> builtins.list[JobEvent]:
+    def events(self, job_id: str, *, limit: int = 100) -> list[JobEvent]:
         """The job's most recent events, oldest first."""
         return self.backend.list_events(job_id, limit=limit)
 
-    def checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
         """The job's checkpoints."""
         return self.backend.list_checkpoints(job_id)
 

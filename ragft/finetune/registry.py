@@ -28,7 +28,8 @@ from ragft.answer_metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
 from ragft.storage import atomic_write_json, known_fields, locked, read_json
 from ragft.models.base import ChatModel
-from ragft.models.local import ABSTAIN_TEXT
+from ragft.models.local_ft import LOCAL_FT_PREFIX
+from ragft.prompts import ABSTAIN_TEXT
 
 __all__ = [
     "REGISTRY_PREFIX",
@@ -383,7 +384,7 @@ def evaluate_model(
     routers (``purpose="router"``, or a ``local-ft:router:`` model), ``accuracy`` — the
     normalised label equals the gold label — and ``valid_label_rate`` when ``labels`` is given.
     """
-    is_router = purpose == "router" or model.name.startswith("local-ft:router:")
+    is_router = purpose == "router" or model.name.startswith(f"{LOCAL_FT_PREFIX}router:")
     n = 0
     em = f1 = abstained = 0.0
     confidences: list[float] = []

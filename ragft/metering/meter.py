@@ -33,6 +33,7 @@ from ragft.models.base import (
     EmbedKind,
     Message,
 )
+from ragft.redact import redact
 
 __all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredEmbedder", "RollUp"]
 
@@ -112,7 +113,8 @@ class Ledger:
 
     def append(self, record: CallRecord) -> None:
         """Append one record durably."""
-        data = (json.dumps(record.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        line = redact(json.dumps(record.to_dict(), separators=(",", ":")))
+        data = (line + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a+b") as fh:
@@ -358,15 +360,12 @@ class MeteredChatModel:
     """
 
     def __init__(self, inner: ChatModel, meter: Meter, purpose: str = "chat"):
+        # Checked when wrapped, i.e. when a strategy is built: an unpriced model must fail
+        # before the first call of a query (a retrieval embedding, say) is made and paid for.
+        meter.check_priced(inner.name)
         self.inner = inner
         self.meter = meter
         self.purpose = purpose
-        self._priced = False
-
-    def _check_priced(self) -> None:
-        if not self._priced:  # the model and the price table are fixed: check once
-            self.meter.check_priced(self.name)
-            self._priced = True
 
     @property
     def name(self) -> str:
@@ -400,7 +399,6 @@ class MeteredChatModel:
         logprobs: bool = False,
     ) -> Completion:
         """Check the price and budget, call the model, record its reported usage."""
-        self._check_priced()
         with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
             start = time.perf_counter()
             with self.meter.in_call():
@@ -429,7 +427,6 @@ class MeteredChatModel:
             return await asyncio.to_thread(
                 self.complete, messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
             )
-        self._check_priced()
         with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
             start = time.perf_counter()
             with self.meter.in_call():
@@ -450,7 +447,6 @@ class MeteredChatModel:
             completion = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
             yield completion.text
             return
-        self._check_priced()
         with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
             yield from self._stream(stream_fn, messages, max_tokens, temperature)
 
@@ -484,10 +480,10 @@ class MeteredEmbedder:
     """An :class:`Embedder` that records each call on a :class:`Meter`."""
 
     def __init__(self, inner: Embedder, meter: Meter, purpose: str = "embed"):
+        meter.check_priced(inner.name, embedding=True)  # when wrapped, before any call
         self.inner = inner
         self.meter = meter
         self.purpose = purpose
-        self._priced = False
 
     @property
     def name(self) -> str:
@@ -501,9 +497,6 @@ class MeteredEmbedder:
 
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
         """Check the price and budget, embed, record the reported usage."""
-        if not self._priced:
-            self.meter.check_priced(self.name, embedding=True)
-            self._priced = True
         est = 0
         if self.meter.budget.total_usd is not None and texts:
             est = sum(count_tokens(t, self.name) for t in texts)

@@ -25,6 +25,7 @@ __all__ = [
     "EmbedKind",
     "Message",
     "StreamingChatModel",
+    "SupportsClose",
     "confidence_from_logprobs",
 ]
 
@@ -115,6 +116,15 @@ class StreamingChatModel(ChatModel, Protocol):
         temperature: float = 0.0,
     ) -> ChatStream:
         """Stream one reply; usage is on ``stream.completion`` after iteration."""
+        ...
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    """A model holding a resource (a server process, a connection) to release when done."""
+
+    def close(self) -> None:
+        """Release the resource; calling it twice is harmless."""
         ...
 
 

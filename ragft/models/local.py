@@ -37,6 +37,8 @@ from ragft.models.context import (
     parse_search_query,
     split_question,
 )
+# What the local models say when the context does not support an answer (re-exported).
+from ragft.prompts import ABSTAIN_TEXT
 from ragft.textutil import analyze, content_words, split_sentences, words
 
 __all__ = [
@@ -46,9 +48,6 @@ __all__ = [
     "MiniLMEmbedder",
     "minilm_files",
 ]
-
-#: What the local models say when the context does not support an answer.
-ABSTAIN_TEXT = "I don't know: the provided documents do not answer this question."
 
 
 def minilm_files() -> tuple[Path, Path]:

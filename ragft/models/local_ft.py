@@ -1,4 +1,4 @@
-"""Inference for models trained offline by :mod:`ragft.finetune.local` (ids ``local-ft:...``).
+"""Inference for models trained offline by :mod:`ragft.finetune.backends.local` (ids ``local-ft:...``).
 
 A trained model is an *artifact directory* under ``models_dir`` holding ``model.json``
 (purpose, ids, the embedder it was trained with, metrics, SHA-256 of every file) and its
@@ -31,7 +31,7 @@ from ragft.errors import ModelError, ModelNotFoundError
 from ragft.metering.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
-from ragft.models.local import ABSTAIN_TEXT
+from ragft.prompts import ABSTAIN_TEXT
 from ragft.storage import file_sha256
 from ragft.textutil import content_words
 

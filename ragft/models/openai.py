@@ -5,7 +5,8 @@
 :class:`~ragft.models.base.Embedder`. Both take an already-built SDK client (see
 :func:`make_client`), so nothing here reads the environment: ``ragft.config`` decides keys and
 URLs. Every SDK failure leaves as a :class:`~ragft.errors.ModelError` subclass carrying the
-model id and, where there was one, the HTTP status code.
+model id and, where there was one, the HTTP status code (read by :mod:`ragft.models.openai_errors`,
+which the fine-tuning backend shares).
 
 Usage is taken from the response's ``usage`` field. Only when a response carries none (a
 server that omits it, a stream whose final usage chunk never came) is it estimated with
@@ -14,16 +15,13 @@ tiktoken, and the :class:`~ragft.answer.Usage` then says ``source="estimated"``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, cast
 
 import httpx
 import numpy as np
 import openai
-import pydantic
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
@@ -32,13 +30,11 @@ from ragft.errors import (
     AuthenticationError,
     ConfigError,
     ModelError,
-    ModelNotFoundError,
     ModelResponseError,
-    ModelTimeoutError,
-    ModelUnavailableError,
-    RateLimitError,
 )
 from ragft.models.base import Completion, EmbedKind, Embeddings, Message
+from ragft.models.openai_errors import MISSING_KEY_HINT, translate_error, translated_errors
+from ragft.redact import register_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -49,6 +45,7 @@ __all__ = [
     "OpenAIEmbedder",
     "make_async_client",
     "make_client",
+    "sdk_field",
     "translate_error",
 ]
 
@@ -72,13 +69,6 @@ _SHORTENABLE = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
 MAX_INPUTS_PER_REQUEST = 2048
 #: The endpoint also caps the summed tokens of one request (300k at the time of writing).
 DEFAULT_MAX_TOKENS_PER_REQUEST = 300_000
-
-# Names ragft.config's real knobs: the key is read from the variable `[backend] api_key_env`
-# names (OPENAI_API_KEY by default); a `[backend] base_url` needs no key.
-_MISSING_KEY_HINT = (
-    "set OPENAI_API_KEY (or the variable named by `api_key_env` in the config's [backend] "
-    "section), or point `base_url` in [backend] at a local OpenAI-compatible server"
-)
 
 # OpenAI's reasoning models reject `max_tokens` (they want `max_completion_tokens`) and any
 # temperature other than the default.
@@ -145,113 +135,32 @@ def _client_kwargs(
 
 
 def _client_settings(api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    register_secret(api_key)  # a key given here directly (not through config) is masked too
     if api_key:
         return api_key, base_url or DEFAULT_BASE_URL
     if base_url:
         return PLACEHOLDER_API_KEY, base_url
-    raise AuthenticationError(f"no OpenAI API key: {_MISSING_KEY_HINT}")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _api_message(exc: openai.APIError) -> str:
-    # The SDK's str() is "Error code: 401 - {'error': {...}}"; the body's own message is what
-    # a person needs to read.
-    body = exc.body
-    if isinstance(body, Mapping):
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    return exc.message
-
-
-def translate_error(exc: Exception, model: str) -> ModelError:
-    """Map an SDK (or payload-parsing) exception to the matching ragft :class:`ModelError`."""
-    status = getattr(exc, "status_code", None)
-    if not isinstance(exc, openai.APIError):
-        # json/pydantic failures while reading a 200 response.
-        return ModelResponseError(
-            f"{model}: malformed response from the API: {exc}", model=model, status_code=status
-        )
-    message = _api_message(exc)
-    code = exc.code
-    if isinstance(exc, openai.AuthenticationError):
-        return AuthenticationError(
-            f"{model}: the API rejected the key ({message}); {_MISSING_KEY_HINT}",
-            model=model,
-            status_code=status,
-        )
-    if isinstance(exc, openai.NotFoundError) or code == "model_not_found":
-        return ModelNotFoundError(
-            f"model {model!r} was not found by the API ({message}); check the model id, "
-            "and that this key's project has access to it",
-            model=model,
-            status_code=status,
-        )
-    if isinstance(exc, openai.RateLimitError):
-        hint = (
-            "add credits or raise the project's budget"
-            if code == "insufficient_quota"
-            else "slow down, or raise max_retries"
-        )
-        return RateLimitError(
-            f"{model}: rate limited after retries ({message}); {hint}",
-            model=model,
-            status_code=status,
-        )
-    if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError: it subclasses it
-        return ModelTimeoutError(
-            f"{model}: request timed out after retries; raise the timeout or retry later",
-            model=model,
-            status_code=status,
-        )
-    if status == 501:  # not transient: e.g. a llama.cpp server started without --embeddings
-        return ModelError(
-            f"{model}: the server does not implement this endpoint ({message})",
-            model=model,
-            status_code=status,
-        )
-    if isinstance(exc, openai.InternalServerError | openai.APIConnectionError):
-        return ModelUnavailableError(
-            f"{model}: the API is unavailable ({message}); retry later or check base_url",
-            model=model,
-            status_code=status,
-        )
-    if isinstance(exc, openai.APIResponseValidationError):
-        return ModelResponseError(
-            f"{model}: malformed response from the API: {message}", model=model, status_code=status
-        )
-    if isinstance(exc, openai.BadRequestError):
-        return ModelError(
-            f"{model}: the API refused the request: {message}", model=model, status_code=status
-        )
-    return ModelError(f"{model}: API error: {message}", model=model, status_code=status)
-
-
-@contextmanager
-def _translated_errors(model: str) -> Iterator[None]:
-    try:
-        yield
-    except (openai.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:
-        raise translate_error(exc, model) from exc
+    raise AuthenticationError(f"no OpenAI API key: {MISSING_KEY_HINT}")
 
 
 # --------------------------------------------------------------------------- payload reading
 
 
-def _get(obj: Any, name: str) -> Any:
-    # The SDK builds responses without validation, so a nested object may still be a dict
-    # (or anything else the server sent).
+def sdk_field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` of an SDK response object, ``obj[name]`` of a dict, else ``default``.
+
+    The SDK builds responses without validation, so a nested object may still be a dict (or
+    anything else the server sent); ``None`` reads as ``default`` too.
+    """
     if obj is None:
-        return None
+        return default
     if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+        return obj.get(name, default)
+    return getattr(obj, name, default)
 
 
 def _count(obj: Any, name: str, model: str) -> int | None:
-    value = _get(obj, name)
+    value = sdk_field(obj, name)
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -271,8 +180,8 @@ def _reported_usage(raw: Any, model: str) -> Usage | None:
     completion = _count(raw, "completion_tokens", model)
     if prompt is None or completion is None:
         return None
-    cached = _count(_get(raw, "prompt_tokens_details"), "cached_tokens", model) or 0
-    reasoning = _count(_get(raw, "completion_tokens_details"), "reasoning_tokens", model) or 0
+    cached = _count(sdk_field(raw, "prompt_tokens_details"), "cached_tokens", model) or 0
+    reasoning = _count(sdk_field(raw, "completion_tokens_details"), "reasoning_tokens", model) or 0
     try:
         return Usage(
             model=model,
@@ -298,14 +207,14 @@ def _estimated_usage(messages: Sequence[Message], text: str, model: str) -> Usag
 
 
 def _token_logprobs(choice: Any, model: str) -> tuple[float, ...] | None:
-    content = _get(_get(choice, "logprobs"), "content")
+    content = sdk_field(sdk_field(choice, "logprobs"), "content")
     if content is None:
         return None
     if not isinstance(content, list):
         raise ModelResponseError(f"{model}: logprobs.content is not a list", model=model)
     values: list[float] = []
     for item in content:
-        lp = _get(item, "logprob")
+        lp = sdk_field(item, "logprob")
         if isinstance(lp, bool) or not isinstance(lp, int | float) or math.isnan(lp):
             raise ModelResponseError(f"{model}: token logprob is not a number: {lp!r}", model=model)
         values.append(float(lp))
@@ -326,12 +235,12 @@ def _first_choice(response: Any, model: str) -> Any:
 
 
 def _message_text(choice: Any, model: str) -> str:
-    message = _get(choice, "message")
+    message = sdk_field(choice, "message")
     if message is None:
         raise ModelResponseError(f"{model}: response choice has no message", model=model)
-    content = _get(message, "content")
+    content = sdk_field(message, "content")
     if content is None:
-        refusal = _get(message, "refusal")
+        refusal = sdk_field(message, "refusal")
         if refusal:
             raise ModelResponseError(f"{model}: the model refused: {refusal}", model=model)
         raise ModelResponseError(
@@ -414,7 +323,7 @@ class OpenAIChatModel:
         usage = _reported_usage(response.usage, self._model)
         if usage is None:
             usage = _estimated_usage(messages, text, self._model)
-        finish = _get(choice, "finish_reason")
+        finish = sdk_field(choice, "finish_reason")
         return Completion(
             text=text,
             usage=usage,
@@ -435,7 +344,7 @@ class OpenAIChatModel:
         params = self._params(
             messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
         )
-        with _translated_errors(self._model):
+        with translated_errors(self._model):
             response = self._client.chat.completions.create(**params)
         return self._completion(response, messages, logprobs)
 
@@ -456,7 +365,7 @@ class OpenAIChatModel:
         params = self._params(
             messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs
         )
-        with _translated_errors(self._model):
+        with translated_errors(self._model):
             response = await self._async_client.chat.completions.create(**params)
         return self._completion(response, messages, logprobs)
 
@@ -477,7 +386,7 @@ class OpenAIChatModel:
         )
         params["stream"] = True
         params["stream_options"] = {"include_usage": True}
-        with _translated_errors(self._model):
+        with translated_errors(self._model):
             chunks = self._client.chat.completions.create(**params)
         return OpenAIChatStream(chunks, model=self._model, messages=messages)
 
@@ -522,24 +431,24 @@ class OpenAIChatStream:
         raw_usage: Any = None
         finish: str | None = None
         try:
-            with _translated_errors(self._model):
+            with translated_errors(self._model):
                 for chunk in self._chunks:
-                    usage = _get(chunk, "usage")
+                    usage = sdk_field(chunk, "usage")
                     if usage is not None:
                         raw_usage = usage
-                    choices = _get(chunk, "choices") or []
+                    choices = sdk_field(chunk, "choices") or []
                     if not isinstance(choices, list):
                         raise ModelResponseError(
                             f"{self._model}: stream chunk choices is not a list", model=self._model
                         )
                     for choice in choices:
-                        if (_get(choice, "index") or 0) != 0:
+                        if (sdk_field(choice, "index") or 0) != 0:
                             continue  # we never ask for n > 1
-                        text = _get(_get(choice, "delta"), "content")
+                        text = sdk_field(sdk_field(choice, "delta"), "content")
                         if isinstance(text, str) and text:
                             parts.append(text)
                             yield text
-                        reason = _get(choice, "finish_reason")
+                        reason = sdk_field(choice, "finish_reason")
                         if isinstance(reason, str) and reason:
                             finish = reason
         finally:
@@ -671,7 +580,7 @@ class OpenAIEmbedder:
 
     def _request(self, inputs: list[str]) -> tuple[np.ndarray, int | None]:
         extra: dict[str, Any] = {"dimensions": self._dimension} if self._send_dimensions else {}
-        with _translated_errors(self._model):
+        with translated_errors(self._model):
             # "float" explicitly: the SDK would otherwise ask for base64, which not every
             # OpenAI-compatible server implements.
             response = self._client.embeddings.create(
@@ -689,7 +598,7 @@ class OpenAIEmbedder:
                 f"{self._model}: sent {len(inputs)} inputs, got {got} embeddings back",
                 model=self._model,
             )
-        indices = [_get(item, "index") for item in data]
+        indices = [sdk_field(item, "index") for item in data]
         if sorted(i if isinstance(i, int) else -1 for i in indices) != list(range(len(inputs))):
             raise ModelResponseError(
                 f"{self._model}: embedding indices are not 0..{len(inputs) - 1}", model=self._model
@@ -697,7 +606,7 @@ class OpenAIEmbedder:
         try:
             # The API may answer out of order; `index` is each vector's input position.
             ordered = [item for _, item in sorted(zip(indices, data), key=lambda pair: pair[0])]
-            vectors = np.asarray([_get(item, "embedding") for item in ordered], dtype=np.float32)
+            vectors = np.asarray([sdk_field(item, "embedding") for item in ordered], dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise ModelResponseError(
                 f"{self._model}: embeddings are not numeric vectors: {exc}", model=self._model

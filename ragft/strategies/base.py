@@ -23,7 +23,8 @@ from ragft.answer import Answer, Source
 from ragft.errors import QueryError
 from ragft.metering.meter import Meter, MeteredChatModel
 from ragft.models.base import ChatModel, Message
-from ragft.models.local import ABSTAIN_TEXT
+from ragft.prompts import ABSTAIN_TEXT, REFUSAL_TEXT
+from ragft.route import Route
 
 __all__ = [
     "ABSTAIN_TEXT",
@@ -33,12 +34,6 @@ __all__ = [
     "Strategy",
     "is_abstention",
 ]
-
-#: What the router's ``refuse`` route and out-of-scope handling say.
-REFUSAL_TEXT = (
-    "I can only answer questions about the documents in this knowledge base, "
-    "and this question is outside them."
-)
 
 _ABSTAIN = re.compile(
     r"^\W*(i\s+(do\s+not|don'?t|cannot|can'?t)\s+(know|answer|find|say)|"
@@ -58,7 +53,7 @@ class Draft:
     """What a strategy's work produced, before the common fields are attached."""
 
     text: str
-    route: str
+    route: Route
     sources: tuple[Source, ...] = ()
     confidence: float | None = None
     abstained: bool = False
@@ -183,6 +178,6 @@ def messages_for(system: str, user: str) -> list[Message]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def with_route(draft: Draft, route: str) -> Draft:
-    """``draft`` with its route replaced (composite strategies prefix their decision)."""
+def with_route(draft: Draft, route: Route) -> Draft:
+    """``draft`` with its route replaced (composite strategies put their decision first)."""
     return replace(draft, route=route)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ragft.errors import ConfigError, ModelError
 from ragft.metering.meter import Meter
+from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, with_route
 
 __all__ = ["Cascade", "ThresholdChoice", "ThresholdPoint", "calibrate_threshold"]
@@ -45,7 +46,9 @@ class Cascade(Strategy):
 
     def _escalate(self, query: str, why: str) -> Draft:
         inner = self.fallback._draft(query)
-        return with_route(inner, f"{self.kind}: {why} -> {self.fallback.name} | {inner.route}")
+        return with_route(
+            inner, Route(self.kind, "fallback", f"{why} -> {self.fallback.name}", inner=inner.route)
+        )
 
     def _draft(self, query: str) -> Draft:
         label = self.first.name
@@ -61,9 +64,9 @@ class Cascade(Strategy):
         if conf < self.threshold:
             return self._escalate(query, f"{label} confidence {conf:.2f} < {self.threshold:.2f}")
         # Kept: not abstained and confident, so only the route changes.
-        return with_route(
-            first, f"{self.kind}: {label} confidence {conf:.2f} >= {self.threshold:.2f} -> {label}"
-        )
+        return with_route(first, Route(
+            self.kind, "kept", f"{label} confidence {conf:.2f} >= {self.threshold:.2f} -> {label}"
+        ))
 
 
 @dataclass(frozen=True, slots=True)

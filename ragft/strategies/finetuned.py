@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
+from ragft.prompts import BASE_SYSTEM, GENERATOR_SYSTEM
+from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, is_abstention, messages_for, metered
 
-__all__ = ["BaseModel", "FineTuned", "FINETUNED_SYSTEM_PROMPT"]
-
-FINETUNED_SYSTEM_PROMPT = (
-    "You are the company's support assistant. Answer from what you were trained on. "
-    'If you do not know, reply exactly: "I don\'t know: the provided documents do not answer '
-    'this question."'
-)
+__all__ = ["BaseModel", "FineTuned"]
 
 
 class FineTuned(Strategy):
     """The fine-tuned model answers from its weights alone.
 
     Token logprobs are requested so the answer carries a confidence (the local fine-tuned
-    models report their own score instead); the cascade uses it.
+    models report their own score instead); the cascade uses it. The system prompt is the one
+    the generator's training examples carry (:data:`ragft.prompts.GENERATOR_SYSTEM`).
     """
 
     kind = "finetuned"
@@ -29,7 +26,7 @@ class FineTuned(Strategy):
         model: ChatModel,
         *,
         meter: Meter,
-        system_prompt: str = FINETUNED_SYSTEM_PROMPT,
+        system_prompt: str = GENERATOR_SYSTEM,
         max_tokens: int = 400,
         name: str | None = None,
     ):
@@ -46,7 +43,7 @@ class FineTuned(Strategy):
         shown = "unknown" if confidence is None else f"{confidence:.2f}"
         return Draft(
             text=completion.text,
-            route=f"{self.kind}: {self.model.name} (confidence {shown})",
+            route=Route(self.kind, detail=f"{self.model.name} (confidence {shown})"),
             confidence=confidence,
             abstained=is_abstention(completion.text),
         )
@@ -62,7 +59,7 @@ class BaseModel(FineTuned):
         super().__init__(
             model,
             meter=meter,
-            system_prompt="You are a helpful, concise assistant.",
+            system_prompt=BASE_SYSTEM,
             max_tokens=max_tokens,
             name=name,
         )

@@ -12,15 +12,12 @@ from typing import Any
 
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
-from ragft.strategies.base import Draft, Strategy, messages_for, metered
+from ragft.prompts import REWRITER_SYSTEM
+from ragft.route import Route
+from ragft.strategies.base import Draft, Strategy, messages_for, metered, with_route
 from ragft.strategies.rag import RAG
 
-__all__ = ["REWRITE_SYSTEM_PROMPT", "RewriteRAG"]
-
-REWRITE_SYSTEM_PROMPT = (
-    "Rewrite the user's question as a precise search query for the company knowledge base. "
-    "Reply with the query only."
-)
+__all__ = ["RewriteRAG"]
 
 
 def _fuse(first: list[Any], second: list[Any], k: int, rrf_k: int = 60) -> list[Any]:
@@ -37,7 +34,11 @@ def _fuse(first: list[Any], second: list[Any], k: int, rrf_k: int = 60) -> list[
 
 
 class RewriteRAG(Strategy):
-    """Rewrite the query with ``rewriter``, retrieve, then answer with ``rag``'s generator."""
+    """Rewrite the query with ``rewriter``, retrieve, then answer with ``rag``'s generator.
+
+    The rewriter is sent the system prompt its training examples carry
+    (:data:`ragft.prompts.REWRITER_SYSTEM`).
+    """
 
     kind = "rewrite_rag"
 
@@ -48,7 +49,7 @@ class RewriteRAG(Strategy):
         *,
         meter: Meter,
         include_original: bool = True,
-        system_prompt: str = REWRITE_SYSTEM_PROMPT,
+        system_prompt: str = REWRITER_SYSTEM,
         name: str | None = None,
     ):
         super().__init__(meter=meter, name=name)
@@ -69,9 +70,10 @@ class RewriteRAG(Strategy):
         if self.include_original and rewritten != query:
             k = len(hits) or (self.rag.top_k or 5)
             hits = _fuse(hits, list(self.rag.retrieve(query)), k)
-        return self.rag.generate(
-            query,
-            hits,
-            f"{self.kind}: {query!r} -> {rewritten!r} -> rag",
-            search_query=rewritten if rewritten != query else None,
+        draft = self.rag.generate(
+            query, hits, "rag", search_query=rewritten if rewritten != query else None
         )
+        # The RAG step is this strategy's next stage, not a strategy it handed the query to.
+        route = Route(self.kind, draft.route.decision, f"{query!r} -> {rewritten!r}",
+                      inner=draft.route, handoff=False)
+        return with_route(draft, route)

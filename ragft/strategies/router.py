@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ragft.errors import ConfigError
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
-from ragft.strategies.base import REFUSAL_TEXT, Draft, Strategy, messages_for, metered, with_route
+from ragft.prompts import REFUSAL_TEXT, classifier_prompt, router_system_prompt
+from ragft.route import Route
+from ragft.strategies.base import Draft, Strategy, messages_for, metered, with_route
 
 __all__ = [
     "Classification",
@@ -108,11 +110,7 @@ class LLMClassifier:
         self.descriptions = dict(descriptions or {})
 
     def _prompt(self) -> str:
-        lines = [f"- {label}: {self.descriptions.get(label, '')}".rstrip(": ") for label in self.labels]
-        return (
-            "Classify the user's message into exactly one category and reply with the category "
-            "name only.\nCategories:\n" + "\n".join(lines)
-        )
+        return classifier_prompt(self.labels, self.descriptions)
 
     def classify(self, query: str) -> Classification:
         """Ask the model; confidence comes from its token logprobs when available."""
@@ -122,10 +120,11 @@ class LLMClassifier:
 
 class TrainedClassifier(LLMClassifier):
     """A fine-tuned classifier: a model trained to reply with the label (OpenAI fine-tune or
-    the local router model, which reports the class probability as its score)."""
+    the local router model, which reports the class probability as its score). It is sent the
+    system prompt its training examples carry (:func:`ragft.prompts.router_system_prompt`)."""
 
     def _prompt(self) -> str:
-        return "Classify the query. Reply with one of: " + ", ".join(self.labels)
+        return router_system_prompt(self.labels)
 
 
 class Router(Strategy):
@@ -169,8 +168,8 @@ class Router(Strategy):
     def _target_name(target: Strategy | str) -> str:
         return target if isinstance(target, str) else target.name
 
-    def decide(self, query: str) -> tuple[Strategy | str, str]:
-        """The target for ``query`` and the route text explaining the decision."""
+    def decide(self, query: str) -> tuple[Strategy | str, Route]:
+        """The target for ``query`` and the route explaining the decision."""
         verdict = self.classifier.classify(query)
         score = "?" if verdict.score is None else f"{verdict.score:.2f}"
         if verdict.label is None:
@@ -181,12 +180,14 @@ class Router(Strategy):
             reason = f"{verdict.label} ({score}) < min score {self.min_score:.2f}"
         else:
             target = self.routes[verdict.label]
-            return target, f"{self.kind}: {verdict.label} ({score}) -> {self._target_name(target)}"
-        return self._default_target, f"{self.kind}: {reason} -> default {self.default_route}"
+            return target, Route(self.kind, verdict.label,
+                                 f"{verdict.label} ({score}) -> {self._target_name(target)}")
+        return self._default_target, Route(self.kind, f"default ({self.default_route})",
+                                           f"{reason} -> default {self.default_route}")
 
     def _draft(self, query: str) -> Draft:
         target, route = self.decide(query)
         if isinstance(target, str):  # REFUSE
             return Draft(text=REFUSAL_TEXT, route=route, abstained=True, confidence=None)
         inner = target._draft(query)
-        return with_route(inner, f"{route} | {inner.route}")
+        return with_route(inner, replace(route, inner=inner.route))

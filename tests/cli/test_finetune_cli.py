@@ -152,10 +152,16 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     assert "Step 300/300" in out and "The job has successfully completed" in out
     code, out, _ = cli("finetune", "cancel", job_id)
     assert code == 0 and "succeeded" in out  # finished jobs stay finished
+    assert f"nothing to cancel: job {job_id} already succeeded" in out
 
     code, out, _ = cli("models", "evaluate", "router", "1", test,
                        "--labels", "creative,factual,procedural")
     assert code == 0 and "accuracy=" in out
+    # Evaluation calls go through the meter: one ledger line per held-out example.
+    ledger = [json.loads(x) for x in (tmp_path / "home" / "ledger.jsonl").read_text().splitlines()]
+    evaluated = [r for r in ledger if r["purpose"] == "evaluate"]
+    assert len(evaluated) == len(Path(test).read_text().splitlines())
+    assert all(r["usage"]["model"] == f"local-ft:router:v1:{job_id}" for r in evaluated)
     code, out, err = cli("models", "promote", "router", "1", "--gate-metric", "accuracy",
                          "--min", "1.01")
     assert code == 2 and "refusing to promote router@1: held-out accuracy" in err
@@ -254,3 +260,25 @@ def test_estimate_warns_when_the_file_has_validation_problems(cli: CLI, tmp_path
     path.write_text("\n".join(lines) + "\n")
     code, out, err = cli("finetune", "estimate", str(path), "--model", "gpt-4o-mini")
     assert code == 0 and "1 validation problem" in err and "ragft finetune validate" in err
+
+
+def test_a_registered_backend_becomes_a_backend_choice(cli: CLI, tmp_path: Path, routes_file: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragft.finetune import backends
+    from ragft.finetune.backends.local import LocalFineTuneBackend
+
+    monkeypatch.setattr(backends, "_SPECS", dict(backends._SPECS))
+    backends.register_backend(backends.BackendSpec(
+        name="offline2", job_prefix="ftjob-offline2-", description="test", in_process=True,
+        build=lambda ctx: LocalFineTuneBackend(ctx.models_dir, ctx.embedder(),
+                                               on_event=ctx.on_event)))
+    train = tmp_path / "router.jsonl"
+    cli("finetune", "prepare", "--purpose", "router", "--input", str(routes_file), "--out",
+        str(train))
+    run = CLI(cli.config, capsys)  # a parser built after the registration
+    code, out, err = run("finetune", "start", str(train), "--model", "local", "--suffix", "p",
+                         "--backend", "offline2")
+    assert code == 0, err
+    assert "succeeded" in out and "training locally" in err
+    assert any((tmp_path / "home" / "jobs" / "offline2").glob("*.json"))

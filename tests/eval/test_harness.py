@@ -26,6 +26,7 @@ from ragft.eval.questions import Question
 from ragft.metering.meter import Ledger, Meter, RollUp
 from ragft.metering.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion
+from ragft.route import Route
 from ragft.strategies import FineTuned
 
 #: The RAG generator's model in conftest (priced $0.40 in / $1.60 out per 1M tokens).
@@ -259,20 +260,33 @@ def test_judge_grades_answers_and_is_billed_apart(make_strategies: Callable[...,
     assert "judge score (1-5)" in format_table(result)
 
 
+_RAG5 = Route("rag", detail="5 passages")
+
+
 @pytest.mark.parametrize(
-    ("route", "key"),
+    ("route", "text", "key"),
     [
-        ("rag: 3 passages from 2 documents -> gpt-4.1-mini", "rag"),
-        ("rag: no passage above the retrieval threshold -> abstain", "rag: abstain"),
-        ("router: procedural (0.93) -> finetuned | finetuned: m (confidence 0.90)", "router: procedural"),
-        ("router: unparsable label 'x' -> default rag | rag: 2 passages", "router: default (rag)"),
-        ("cascade: finetuned confidence 0.91 >= 0.80 -> finetuned", "cascade: kept"),
-        ("cascade: finetuned confidence 0.42 < 0.80 -> rag | rag: 5 passages", "cascade: fallback"),
-        ("rewrite_rag: 'cab?' -> 'ground transport' -> rag: 5 passages", "rewrite_rag"),
-        ("", "-"),
+        (Route("rag", detail="3 passages from 2 documents -> gpt-4.1-mini"),
+         "rag: 3 passages from 2 documents -> gpt-4.1-mini", "rag"),
+        (Route("rag", "abstain", "no passage above the retrieval threshold -> abstain"),
+         "rag: no passage above the retrieval threshold -> abstain", "rag: abstain"),
+        (Route("router", "procedural", "procedural (0.93) -> finetuned",
+               inner=Route("finetuned", detail="m (confidence 0.90)")),
+         "router: procedural (0.93) -> finetuned | finetuned: m (confidence 0.90)", "router: procedural"),
+        (Route("router", "default (rag)", "unparsable label 'x' -> default rag",
+               inner=Route("rag", detail="2 passages")),
+         "router: unparsable label 'x' -> default rag | rag: 2 passages", "router: default (rag)"),
+        (Route("cascade", "kept", "finetuned confidence 0.91 >= 0.80 -> finetuned"),
+         "cascade: finetuned confidence 0.91 >= 0.80 -> finetuned", "cascade: kept"),
+        (Route("cascade", "fallback", "finetuned confidence 0.42 < 0.80 -> rag", inner=_RAG5),
+         "cascade: finetuned confidence 0.42 < 0.80 -> rag | rag: 5 passages", "cascade: fallback"),
+        (Route("rewrite_rag", detail="'cab?' -> 'ground transport'", inner=_RAG5, handoff=False),
+         "rewrite_rag: 'cab?' -> 'ground transport' -> rag: 5 passages", "rewrite_rag"),
+        (Route(), "", "-"),
     ],
 )
-def test_route_key(route: str, key: str) -> None:
+def test_route_key(route: Route, text: str, key: str) -> None:
+    assert str(route) == text
     assert route_key(route) == key
 
 

@@ -204,27 +204,24 @@ def test_calls_made_inside_a_call_are_nested_and_their_time_not_double_counted()
 
 def test_an_unpriced_model_is_refused_before_the_call_is_made() -> None:
     # Raising only when the finished call is priced would throw away a call already paid for
-    # (and leave it out of the ledger); the price table is checked before the request.
+    # (and leave it out of the ledger); the price table is checked when the model is wrapped,
+    # i.e. when a strategy is built, before any call of any query.
     from ragft.errors import UnpricedModelError
 
     meter = Meter()
     inner = FixedChat("my-vllm-model", {"input_tokens": 5, "output_tokens": 2})
-    chat = meter.chat_model(inner)
     with pytest.raises(UnpricedModelError, match="my-vllm-model"):
-        chat.complete(MSGS)
-    with pytest.raises(UnpricedModelError):
-        list(chat.stream(MSGS))
+        meter.chat_model(inner)
     assert inner.calls == 0 and meter.records == []
 
     class UnknownEmbedder(CountingEmbedder):
         name = "my-embedder"
 
-    inner_emb = UnknownEmbedder()
     with pytest.raises(UnpricedModelError, match="my-embedder"):
-        meter.embedder(inner_emb).embed(["x"])
+        meter.embedder(UnknownEmbedder())
     # Chatting with an embedding-only model is refused the same way.
     with pytest.raises(UnpricedModelError, match="no chat price"):
-        meter.chat_model(FixedChat("text-embedding-3-small", {"input_tokens": 1})).complete(MSGS)
+        meter.chat_model(FixedChat("text-embedding-3-small", {"input_tokens": 1}))
     # Explicitly unpriced models still run, recorded with an unknown cost.
     listed = Meter(Meter().prices.with_overrides(unpriced=["my-vllm-model"]))
     listed.chat_model(inner).complete(MSGS)

@@ -1,4 +1,5 @@
-"""The offline backend: real training behind the same job protocol and states as OpenAI."""
+"""The offline backend: real training behind the same job protocol and states as OpenAI
+(the learners it fits are tested in ``tests/finetune/learners``)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,12 @@ from ragft.finetune.data import (
     write_jsonl,
 )
 from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
-from ragft.finetune.local import (
-    LocalFineTuneBackend,
-    calibrate_logistic,
-    fit_linear_adapter,
-    fit_softmax_regression,
-)
+from ragft.finetune.backends.local import LocalFineTuneBackend
 from ragft.finetune.registry import evaluate_model
 from ragft.metering.meter import Meter
 from ragft.models.local_ft import AdaptedEmbedder, artifact_dir, load_local_model
 
-CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "finetune"
+CORPUS = Path(__file__).resolve().parents[3] / "corpus" / "finetune"
 LABELS = ["factual", "procedural", "creative", "out_of_scope"]
 
 
@@ -156,56 +152,6 @@ def test_find_jobs_by_metadata(tmp_path: Path, hashing, router_file) -> None:  #
     a = backend.create_job(model="local", training_file=fid, metadata={"ragft_key": "a"})
     backend.create_job(model="local", training_file=fid, metadata={"ragft_key": "b"})
     assert [s.id for s in backend.find_jobs({"ragft_key": "a"})] == [a.id]
-
-
-# --------------------------------------------------------------------------- learners
-
-
-def test_softmax_regression_learns_separable_classes() -> None:
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 8)) * 3
-    y = np.repeat(np.arange(3), 40)
-    x = centers[y] + rng.normal(size=(120, 8))
-    fit = fit_softmax_regression(x, y, 3, steps=200, x_val=x[::5], y_val=y[::5])
-    assert fit.history[-1]["train_loss"] < fit.history[0]["train_loss"]
-    assert np.mean(fit.predict_proba(x).argmax(1) == y) > 0.95
-
-
-def test_calibrate_logistic_puts_the_midpoint_between_groups() -> None:
-    f = np.array([0.1, 0.2, 0.3, 0.35, 0.7, 0.8, 0.9])
-    y = np.array([0, 0, 0, 0, 1, 1, 1])
-    slope, intercept = calibrate_logistic(f, y)
-    assert slope > 0 and 0.35 < -intercept / slope < 0.7
-    with pytest.raises(ValueError):
-        calibrate_logistic(f, np.zeros(7))
-
-
-def test_linear_adapter_recovers_a_hidden_rotation() -> None:
-    # Passages are queries under a fixed rotation: the identity ranks badly, a learned
-    # adapter should approach the rotation.
-    rng = np.random.default_rng(1)
-    d, n = 16, 600
-    q = rng.normal(size=(n, d))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    rot, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    p = q @ rot.T + 0.3 * rng.normal(size=(n, d)) / np.sqrt(d)
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-
-    def recall_at_1(w: np.ndarray, qs: np.ndarray, ps: np.ndarray) -> float:
-        a = qs @ w.T
-        a /= np.linalg.norm(a, axis=1, keepdims=True)
-        return float(np.mean((a @ ps.T).argmax(1) == np.arange(len(qs))))
-
-    train, val = slice(0, 500), slice(500, None)
-    fit = fit_linear_adapter(q[train], p[train], val_queries=q[val], val_passages=p[val],
-                             epochs=30, lr=5e-3, batch_size=50, seed=0)
-    before = recall_at_1(np.eye(d), q[val], p[val])
-    after = recall_at_1(fit.matrix.astype(np.float64), q[val], p[val])
-    assert after > before + 0.1
-    assert fit.best_epoch > 0
-    # A strong identity penalty keeps the adapter near the identity.
-    tight = fit_linear_adapter(q[train], p[train], epochs=5, lr=5e-3, identity_l2=100.0)
-    assert tight.history[-1]["distance_from_identity"] < fit.history[-1]["distance_from_identity"]
 
 
 def test_adapter_job_writes_an_adapter(tmp_path: Path, hashing, write_lines) -> None:  # type: ignore[no-untyped-def]

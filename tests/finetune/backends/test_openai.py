@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from ragft.errors import (
+    FineTuneBackendUnavailable,
     FineTuneError,
     JobFailedError,
     ModelRetiredError,
@@ -20,13 +21,8 @@ from ragft.errors import (
     TrainingNotAvailableError,
 )
 from ragft.finetune.data import generator_examples, write_jsonl
-from ragft.finetune.jobs import (
-    FineTuneBackendUnavailable,
-    JobEvent,
-    JobManager,
-    OpenAIFineTuneBackend,
-    TrackedJob,
-)
+from ragft.finetune.backends.openai import OpenAIFineTuneBackend
+from ragft.finetune.jobs import JobEvent, JobManager, TrackedJob
 from ragft.metering.meter import Meter
 from ragft.metering.prices import PriceTable
 
@@ -167,7 +163,7 @@ def test_403_training_not_available(api, backend, tmp_path, train_file) -> None:
     assert "not available for this account" in text and "training_not_available" in text
     assert "--backend local" in text and "AzureOpenAI" in text and "vLLM" in text
     # The upload is remembered: retrying later does not upload again.
-    (record,) = m.list()
+    (record,) = m.list_jobs()
     assert record.training_file_id == FILE and record.job_id is None
     with pytest.raises(TrainingNotAvailableError):
         m.start(train_file, model="gpt-4o-mini", suffix="support")
@@ -381,7 +377,7 @@ def test_crash_after_create_adopts_the_job_it_created(api, backend, tmp_path, tr
     backend.create_job = create_then_die  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         manager(backend, tmp_path).start(train_file, model="gpt-4o-mini", suffix="support")
-    (record,) = manager(backend, tmp_path).list()
+    (record,) = manager(backend, tmp_path).list_jobs()
     assert record.step == "creating_job" and record.job_id is None
     key = record.key
 
@@ -449,7 +445,7 @@ def test_following_a_job_started_elsewhere(api, backend, tmp_path) -> None:  # t
         200, json=events_page()))
     m = manager(backend, tmp_path)
     assert m.follow(JOB).fine_tuned_model == FT_MODEL
-    assert m.list()[0].job_id == JOB
+    assert m.list_jobs()[0].job_id == JOB
 
 
 def test_unknown_job_and_connection_errors(api, backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -463,3 +459,18 @@ def test_unknown_job_and_connection_errors(api, backend, tmp_path) -> None:  # t
         backend.retrieve_job("ftjob-x")
     with pytest.raises(FineTuneError, match="no job 'ftjob-zzz'"):
         manager(backend, tmp_path).get("ftjob-zzz")
+
+
+def test_a_rejected_key_gets_the_same_hint_as_chat_calls(api, backend, tmp_path, train_file) -> None:  # type: ignore[no-untyped-def]
+    from ragft.models.openai_errors import MISSING_KEY_HINT
+
+    echoed = "sk-proj-echoedKEY1234567890"
+    api.post("/files").mock(return_value=httpx.Response(401, json={"error": {
+        "message": f"Incorrect API key provided: {echoed}.", "type": "invalid_request_error",
+        "code": "invalid_api_key"}}))
+    with pytest.raises(FineTuneError, match="rejected the API key") as err:
+        manager(backend, tmp_path).start(train_file, model="gpt-4o-mini", suffix="s")
+    assert MISSING_KEY_HINT in str(err.value)
+    # The same reading masks a key the server echoed, here as for chat calls.
+    assert echoed not in str(err.value) and echoed not in str(err.value.__cause__)
+    assert not isinstance(err.value, FineTuneBackendUnavailable)
