@@ -8,7 +8,7 @@ anyone wanting a local LLM behind the same code path as the hosted API::
         client = make_client(api_key=None, base_url=server.base_url)
         model = OpenAIChatModel(server.model, client=client)
 
-A LoRA adapter in GGUF form (see :mod:`ragft.finetune.gguf_export`) is applied on top of the
+A LoRA adapter in GGUF form (see :mod:`ragft.models.gguf_adapter`) is applied on top of the
 base model at start-up: ``LlamaCppServer(lora_adapters=[path])`` (or ``[(path, scale)]``). The
 base weights stay shared and unmodified; llama.cpp adds the low-rank update at run time.
 

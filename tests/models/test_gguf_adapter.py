@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ragft.errors import AdapterExportError, ModelUnavailableError, RagftError
-from ragft.finetune.gguf_export import (
+from ragft.models.gguf_adapter import (
     _permute_rows,
     export_lora_gguf,
     gguf_tensor_name,

@@ -18,7 +18,7 @@ every head reordered (rotary pairs interleaved instead of in two halves); ``tran
 undoes that when it loads a GGUF, so an adapter trained on those weights has its ``lora_B``
 rows in Hugging Face order. The same row permutation is applied to ``lora_B`` here (``lora_A``
 acts on the input side and is unchanged): without it the adapter would perturb the wrong
-rotary dimensions. ``tests/finetune/test_gguf_export.py`` checks llama.cpp's output with the
+rotary dimensions. ``tests/models/test_gguf_adapter.py`` checks llama.cpp's output with the
 adapter against transformers + peft with the same adapter.
 
 Only the base GGUF's metadata and tensor shapes are read (not its weights): every LoRA pair is
