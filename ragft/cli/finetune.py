@@ -217,7 +217,8 @@ def _prepare(args: argparse.Namespace) -> int:
     rows = _prepare_rows(args)
     system_kw: dict[str, Any] = {} if args.system is None else {"system": args.system}
     if args.purpose == "generator":
-        rows = [r for r in rows if str(r.get("answer") or "").strip()]  # closed book: facts only
+        if args.squad_test:  # closed book learns facts: SQuAD's unanswerable rows have none
+            rows = [r for r in rows if str(r.get("answer") or "").strip()]
         examples = data.generator_examples(rows, **system_kw)
     elif args.purpose == "rag_generator":
         examples = _rag_generator(args, rows, system_kw)
