@@ -139,3 +139,18 @@ def test_without_a_base_url_or_key_the_lora_builder_needs_neither(tmp_path: Path
 
     with pytest.raises(ModelUnavailableError, match="no LoRA adapter"):
         build_chat_model(MODEL_ID, env)
+
+
+def test_the_vllm_example_config_asks_the_gpu_server_for_the_adapter_by_name() -> None:
+    # vLLM serves an adapter under its --lora-modules name on the OpenAI API: the config names
+    # it as the fine-tuned model and the ordinary OpenAI backend talks to the vLLM server.
+    from ragft.models.openai import OpenAIChatModel
+    from ragft.models.registry import build_chat_model
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / "configs" / "vllm_lora.toml", env={})
+    assert cfg.strategy.name == "ft_rag" and cfg.models.finetuned == "squad-p1"
+    model = build_chat_model(cfg.models.finetuned, bare_environment(cfg))
+    assert isinstance(model, OpenAIChatModel) and not isinstance(model, ServedChatModel)
+    assert model.name == "squad-p1"
+    assert str(model._client.base_url).rstrip("/") == "http://gpu-box:8000/v1"
