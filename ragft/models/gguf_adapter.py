@@ -28,7 +28,6 @@ failure inside the server.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ragft.errors import AdapterExportError
-from ragft.storage import fsync_dir
+from ragft.storage import atomic_write_bytes
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -260,11 +259,11 @@ def export_lora_gguf(
         tensors.append((f"{base}.lora_a", np.ascontiguousarray(a, dtype=out_dtype)))
         tensors.append((f"{base}.lora_b", np.ascontiguousarray(b, dtype=out_dtype)))
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, arch)
+    # GGUFWriter writes to a path; the file (a few MB) is then published atomically, so a crash
+    # never leaves a truncated adapter where a server would load it.
+    with tempfile.TemporaryDirectory(prefix="ragft-gguf-") as scratch:
+        staged = Path(scratch) / "adapter.gguf"
+        writer = gguf.GGUFWriter(str(staged), arch)
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
@@ -275,14 +274,7 @@ def export_lora_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(out_path.parent)
+        atomic_write_bytes(out_path, staged.read_bytes())
     modules = tuple(sorted({t.split(".")[2] for t, _ in tensors}))
     return GGUFAdapter(out_path, arch, rank, alpha, len(tensors), modules)
 
