@@ -312,37 +312,46 @@ def smollm2() -> Path:
         pytest.skip(str(exc))
 
 
-def served_answer(base: Path, adapters: list[Path], *, stream: bool = False) -> Any:
-    """Answer QUESTION through ragft's OpenAI backend from a llama.cpp server with ``adapters``."""
+def served_answers(base: Path, adapters: list[Path]) -> dict[str, Any]:
+    """QUESTION answered through ragft's OpenAI backend by a llama.cpp server with ``adapters``:
+    ``complete`` (with logprobs) and ``stream``; with an adapter also ``unscaled``, the raw
+    server asked to apply it at scale 0 (llama.cpp's per-request ``lora`` field)."""
+    import httpx
+
     from ragft.models.llamacpp import LlamaCppServer
     from ragft.models.openai import OpenAIChatModel, make_client
 
+    out: dict[str, Any] = {}
     with LlamaCppServer(base, n_ctx=512, lora_adapters=adapters) as server:
-        with make_client(api_key=None, base_url=server.base_url, timeout=60.0, max_retries=0) as client:
+        with make_client(api_key=None, base_url=server.base_url, timeout=120.0, max_retries=0) as client:
             model = OpenAIChatModel(server.model, client=client)
-            completion = model.complete(QUESTION, max_tokens=12, logprobs=True)
-            streamed = "".join(model.stream(QUESTION, max_tokens=12)) if stream else None
-    return completion, streamed
+            out["complete"] = model.complete(QUESTION, max_tokens=12, logprobs=True)
+            if adapters:
+                out["stream"] = "".join(model.stream(QUESTION, max_tokens=12))
+                body = {"model": server.model, "messages": QUESTION, "max_tokens": 12, "temperature": 0,
+                        "lora": [{"id": 0, "scale": 0.0}]}
+                reply = httpx.post(server.base_url + "/chat/completions", json=body, timeout=120).json()
+                out["unscaled"] = reply["choices"][0]["message"]["content"]
+    return out
 
 
 @pytest.mark.llamacpp
 def test_the_gguf_adapter_loads_in_llama_cpp_and_changes_its_output(tmp_path: Path, smollm2: Path) -> None:
-    strong = export_lora_gguf(smollm2_adapter(tmp_path / "strong", std=0.1), smollm2, tmp_path / "strong.gguf")
-    zero = export_lora_gguf(smollm2_adapter(tmp_path / "zero", std=0.0), smollm2, tmp_path / "zero.gguf")
-    assert strong.rank == 8 and strong.tensors == 30 * 7 * 2
+    adapter = export_lora_gguf(smollm2_adapter(tmp_path / "peft", std=0.1), smollm2, tmp_path / "adapter.gguf")
+    assert adapter.rank == 8 and adapter.tensors == 30 * 7 * 2
 
-    base, _ = served_answer(smollm2, [])
-    tuned, streamed = served_answer(smollm2, [strong.path], stream=True)
-    untouched, _ = served_answer(smollm2, [zero.path])
+    base = served_answers(smollm2, [])["complete"]
+    tuned = served_answers(smollm2, [adapter.path])
+    answer = tuned["complete"]
 
-    assert base.text.strip() and tuned.text.strip()
-    assert tuned.text != base.text  # the adapter is applied...
-    assert untouched.text == base.text  # ...and it is the adapter's weights that change the output
+    assert base.text.strip() and answer.text.strip()
+    assert answer.text != base.text  # the adapter is applied...
+    assert tuned["unscaled"] == base.text  # ...and at scale 0 the server answers as the base
     # Usage, logprobs and streaming come from the real server with the adapter applied.
-    assert tuned.usage.source == "reported" and tuned.usage.output_tokens > 0
-    assert tuned.logprobs is not None and len(tuned.logprobs) == tuned.usage.output_tokens
-    assert tuned.confidence is not None and 0.0 < tuned.confidence <= 1.0
-    assert streamed == tuned.text
+    assert answer.usage.source == "reported" and answer.usage.output_tokens > 0
+    assert answer.logprobs is not None and len(answer.logprobs) == answer.usage.output_tokens
+    assert answer.confidence is not None and 0.0 < answer.confidence <= 1.0
+    assert tuned["stream"] == answer.text
 
 
 @pytest.mark.llamacpp
