@@ -345,7 +345,10 @@ def report(work: Path) -> None:
         print(f"cascade check: the real Cascade gave the composed answer on {same}/{len(real)} questions")
     for (dataset, name), result in sorted(results.items()):
         s = result.summaries[name]
-        rows.append({"dataset": dataset, "strategy": name, "n": s.n, "em": s.exact_match, "f1": s.f1,
+        answered = [r for r in result.records if r.answerable and not r.abstained and r.f1 is not None]
+        rows.append({"dataset": dataset, "strategy": name, "n": s.n, "n_unanswerable": s.n_out_of_scope,
+                     "f1_when_answering": sum(r.f1 for r in answered) / len(answered) if answered else None,
+                     "em": s.exact_match, "f1": s.f1,
                      "contains": s.contains, "abstain_unanswerable": s.abstention_rate_oos,
                      "false_abstention": s.false_abstention_rate, "latency_p50": s.latency_p50,
                      "latency_p95": s.latency_p95, "route_mix": s.route_mix})
