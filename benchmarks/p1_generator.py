@@ -246,18 +246,21 @@ def _dataset_config(work: Path, dataset: str) -> RagftConfig:
                        overrides={"home": str(work / "home-corpus"), "retrieval.top_k": 3, **free})
 
 
-def evaluate(work: Path, *, limit: int | None, strategies: list[str] | None, corpus_every: int = 1) -> None:
+def evaluate(work: Path, *, limit: int | None, strategies: list[str] | None, corpus_every: int = 1,
+             datasets: list[str] | None = None) -> None:
     from ragft.eval.ab import compare_ab
     from ragft.eval.harness import EvalResult, run_eval
     from ragft.eval.questions import load_questions
 
-    needs_tuned = strategies is None or any("lora" in n for n in strategies)
+    needs_tuned = strategies is None or any("lora" in n or "cascade" in n for n in strategies)
     served = Served(work, tuned=needs_tuned)
     try:
         if needs_tuned:
             latency(work, served)
         for dataset, qfile in (("squad", work / "test" / "questions.jsonl"),
                                ("corpus", ROOT / "corpus" / "questions.jsonl")):
+            if datasets and dataset not in datasets:
+                continue
             cfg = _dataset_config(work, dataset)
             meter = build_meter(cfg, ledger=False)
             if dataset == "corpus":
@@ -410,6 +413,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="eval: first N questions of each set")
     ap.add_argument("--strategies", help="eval: comma-separated subset")
     ap.add_argument("--corpus-every", type=int, default=1, help="eval: every k-th corpus question")
+    ap.add_argument("--datasets", help="eval: squad,corpus (default: both)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -417,7 +421,7 @@ def main() -> None:
         train(args.work, budget_min=args.budget_min, threads=args.threads)
     elif args.phase == "eval":
         evaluate(args.work, limit=args.limit, strategies=args.strategies.split(",") if args.strategies else None,
-                 corpus_every=args.corpus_every)
+                 corpus_every=args.corpus_every, datasets=args.datasets.split(",") if args.datasets else None)
     else:
         {"prepare": prepare, "report": report}[args.phase](args.work)
     print(f"{args.phase} took {time.perf_counter() - start:.0f} s")
