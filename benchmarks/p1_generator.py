@@ -3,7 +3,13 @@ held-out SQuAD 2.0 articles and on the sample corpus.
 
     nice python benchmarks/p1_generator.py prepare   # corpora, indexes, training JSONL (~1 min)
     nice python benchmarks/p1_generator.py train     # LoRA on SmolLM2 + GGUF export (long: one run)
-    nice python benchmarks/p1_generator.py eval      # strategies side by side, latency with/without adapter
+    nice python benchmarks/p1_generator.py eval --limit 50 --corpus-every 3
+                                                     # strategies side by side, latency with/without adapter
+    python benchmarks/p1_generator.py report         # the table and paired tests from saved results
+
+``train --budget-min N`` stops after N minutes (the README's run stopped at step 50 of 114).
+``eval`` runs the cascade's two stages and composes the cascade from them (``compose_cascade``),
+running the real ``Cascade`` on a few questions to check the composition.
 
 Everything is kept under ``benchmarks/results/p1_generator/`` (``--work``), so ``eval`` reruns
 without retraining. The split is by article: ``Southern_California`` and ``Sky_(United_Kingdom)``
