@@ -1,20 +1,19 @@
 """The value objects every layer returns: :class:`Usage`, :class:`CallRecord`, :class:`Source`
 and :class:`Answer`.
 
-They are frozen dataclasses with plain fields so they serialise to JSON (``to_dict``) for the
-ledger, evaluation results and the CLI without a schema library.
+They are frozen dataclasses with plain fields so they serialise to JSON (``to_dict``, through
+:mod:`ragft.serialize`) for the ledger, evaluation results and the CLI without a schema library.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ragft.route import Route
-from ragft.storage import known_fields
+from ragft.serialize import from_record, to_record
 
 __all__ = ["Answer", "CallKind", "CallRecord", "Source", "Usage", "UsageSource", "sum_cost"]
 
@@ -74,12 +73,12 @@ class Usage:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return dataclasses.asdict(self)
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """Inverse of :meth:`to_dict`; unknown keys are ignored so old ledgers stay readable."""
-        return cls(**known_fields(cls, data))
+        return from_record(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,28 +101,13 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (one ledger line)."""
-        return {
-            "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd,
-            "latency_s": self.latency_s,
-            "purpose": self.purpose,
-            "tags": dict(self.tags),
-            "timestamp": self.timestamp,
-            "nested": self.nested,
-        }
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CallRecord:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            usage=Usage.from_dict(data["usage"]),
-            cost_usd=data.get("cost_usd"),
-            latency_s=float(data.get("latency_s", 0.0)),
-            purpose=str(data.get("purpose", "")),
-            tags=dict(data.get("tags", {})),
-            timestamp=float(data.get("timestamp", 0.0)),
-            nested=bool(data.get("nested", False)),
-        )
+        """Inverse of :meth:`to_dict` (a line missing cost, latency or time reads as unpriced,
+        0 s, at time 0)."""
+        return from_record(cls, {"cost_usd": None, "latency_s": 0.0, "timestamp": 0.0, **data})
 
 
 def sum_cost(records: Iterable[CallRecord]) -> float:
@@ -144,7 +128,7 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return dataclasses.asdict(self)
+        return to_record(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,17 +186,5 @@ class Answer:
         return sum(c.usage.embedding_tokens for c in self.calls)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict including the derived cost."""
-        return {
-            "text": self.text,
-            "query": self.query,
-            "sources": [s.to_dict() for s in self.sources],
-            "route": str(self.route),
-            "strategy": self.strategy,
-            "confidence": self.confidence,
-            "calls": [c.to_dict() for c in self.calls],
-            "latency_s": self.latency_s,
-            "abstained": self.abstained,
-            "retrieved": [s.to_dict() for s in self.retrieved],
-            "cost_usd": self.cost_usd,
-        }
+        """A JSON-ready dict: the fields (the route as its text) and the derived cost."""
+        return {**to_record(self), "route": str(self.route), "cost_usd": self.cost_usd}

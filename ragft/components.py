@@ -17,11 +17,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ragft.config import LOCAL_CHAT, LOCAL_EMBEDDING, RagftConfig
-from ragft.errors import AuthenticationError, ConfigError, IndexStoreError, ModelError
+from ragft.errors import AuthenticationError, ConfigError, IndexStoreError, ModelError, RegistryError
 from ragft.metering.meter import Budget, Ledger, Meter
 from ragft.metering.prices import PriceTable
-from ragft.models.base import ChatModel, Embedder, SupportsClose
-from ragft.models.local_ft import LOCAL_FT_PREFIX
+from ragft.models.base import ChatModel, Embedder, SupportsClose, follows_prompts
+from ragft.models.local_ft import LOCAL_FT_PREFIX, LocalGeneratorModel
 from ragft.models.registry import (
     HASHING_PREFIX,
     ModelEnvironment,
@@ -144,7 +144,8 @@ def bare_environment(cfg: RagftConfig) -> ModelEnvironment:
     def local_embedder(name: str | None = None) -> Embedder:
         return build_embedding_model(name or local_embedding_model(cfg), env)
 
-    env = ModelEnvironment(cfg.home_path / MODELS_DIR, OpenAIClients(cfg), local_embedder)
+    env = ModelEnvironment(cfg.home_path / MODELS_DIR, OpenAIClients(cfg), local_embedder,
+                           concurrency=cfg.backend.concurrency)
     return env
 
 
@@ -291,7 +292,8 @@ class Components:
         self._cache: dict[str, object] = {}
         self._clients = OpenAIClients(cfg)
         #: What every model builder of this run receives.
-        self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder)
+        self.env = ModelEnvironment(cfg.home_path / MODELS_DIR, self._clients, self.local_embedder,
+                                    concurrency=cfg.backend.concurrency)
 
     def _once(self, key: str, make: Callable[[], _T]) -> _T:
         if key not in self._cache:
@@ -337,8 +339,8 @@ class Components:
             if self.cfg.retrieval.rerank == "llm":
                 from ragft.rag.rerank import LLMReranker
 
-                model = self.chat(self.generative(self.cfg.models.reranker or self.cfg.chat_model,
-                                                  "[retrieval] rerank = \"llm\""))
+                model = self.generative(self.cfg.models.reranker or self.cfg.chat_model,
+                                        "[retrieval] rerank = \"llm\"")
                 overrides["reranker"] = LLMReranker(self.meter.chat_model(model).with_purpose("rerank"))
             return build_retriever(self.cfg, kb, **overrides)
 
@@ -378,8 +380,6 @@ class Components:
 
     def resolve(self, ref: str) -> str:
         """A model id for ``ref``: ``registry:NAME[@N]`` via the registry, anything else as is."""
-        from ragft.errors import RegistryError
-
         try:
             return str(self.registry().resolve(ref))
         except RegistryError as exc:
@@ -395,17 +395,21 @@ class Components:
         model_id = self.resolve(ref)
         return self._once(f"chat:{model_id}", lambda: build_chat_model(model_id, self.env))
 
-    def generative(self, ref: str, feature: str) -> str:
-        """``ref`` if it names a generative model; a :class:`ConfigError` for the extractive
-        reader, which cannot follow a scoring or labelling prompt (it would fail every call)."""
-        if self.resolve(ref) == LOCAL_CHAT:
+    def generative(self, ref: str, feature: str) -> ChatModel:
+        """The chat model ``ref`` names (as :meth:`chat`), checked to follow prompts: a
+        :class:`ConfigError` naming ``feature`` for a model that answers one fixed way (the
+        extractive reader, a local fine-tuned model — however ``ref`` names it, registry
+        references included), which would fail every scoring or labelling call."""
+        model = self.chat(ref)
+        if not follows_prompts(model):
             raise ConfigError(
-                f"{feature} needs a generative chat model, and the offline backend's "
-                f"{LOCAL_CHAT} only extracts sentences. Use the OpenAI backend, a "
+                f"{feature} needs a generative chat model, and {model.name} "
+                f"({'the offline backend' if model.name == LOCAL_CHAT else 'a local fine-tuned model'})"
+                f" answers one fixed way, whatever the prompt asks. Use the OpenAI backend, a "
                 f"local server via [backend] base_url, or another option (rerank = \"embedding\", "
                 f"classifier = \"trained\" or \"rules\")"
             )
-        return ref
+        return model
 
     def base_chat(self) -> ChatModel:
         """The base chat model (``[models] chat`` or the backend default)."""
@@ -427,10 +431,11 @@ class Components:
             return model
         from ragft.models.grounded import GroundedGenerator
 
+        # The memory's own calibrated threshold decides when it knows the answer.
+        threshold = model.threshold if isinstance(model, LocalGeneratorModel) else 0.5
         return self._once(
             f"grounded:{model.name}",
-            lambda: GroundedGenerator(model, self.chat(LOCAL_CHAT),
-                                      threshold=getattr(model, "threshold", 0.5)),
+            lambda: GroundedGenerator(model, self.chat(LOCAL_CHAT), threshold=threshold),
         )
 
     def rewriter_chat(self) -> ChatModel:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ragft import defaults
 from ragft.errors import ConfigError
 from ragft.redact import register_secret
 
@@ -54,6 +55,7 @@ class BackendConfig(_Strict):
     base_url: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    #: Requests one OpenAI embedding call sends at once (each batch retried on its own).
     concurrency: int = Field(4, ge=1, le=64)
 
 
@@ -74,16 +76,15 @@ class IndexConfig(_Strict):
 
     corpus: str = "corpus/docs"
     path: str = "index"
-    # 200 tiktoken tokens stay within MiniLM's 256 word pieces (longer chunk tails would never be
-    # embedded locally) and measured better in every retrieval mode on the sample corpus.
-    chunk_tokens: int = Field(200, ge=32, le=8000)
-    chunk_overlap: int = Field(40, ge=0)
+    #: Why 200/40: see :data:`ragft.defaults.CHUNK_TOKENS`.
+    chunk_tokens: int = Field(defaults.CHUNK_TOKENS, ge=32, le=8000)
+    chunk_overlap: int = Field(defaults.CHUNK_OVERLAP, ge=0)
     kind: Literal["auto", "flat", "hnsw"] = "auto"
 
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_smaller(cls, v: int, info: Any) -> int:
-        size = info.data.get("chunk_tokens", 200)
+        size = info.data.get("chunk_tokens", defaults.CHUNK_TOKENS)
         if v >= size:
             raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({size})")
         return v
@@ -93,16 +94,15 @@ class RetrievalConfig(_Strict):
     """How passages are found."""
 
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    top_k: int = Field(5, ge=1, le=100)
-    candidates: int = Field(30, ge=1, le=1000)
+    top_k: int = Field(defaults.TOP_K, ge=1, le=100)
+    candidates: int = Field(defaults.CANDIDATES, ge=1, le=1000)
     min_score: float = Field(0.0, ge=0.0)
     rerank: Literal["none", "embedding", "llm"] = "none"
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
-    #: How hybrid mode fuses dense and BM25 rankings: ``weighted`` blends normalised scores
-    #: with ``dense_weight`` (nDCG@10 0.740 on SciFact vs 0.726 for ``rrf``; see
-    #: benchmarks/scifact_retrieval.py); ``rrf`` is reciprocal-rank fusion, scale-free.
-    fusion: Literal["weighted", "rrf"] = "weighted"
-    context_tokens: int = Field(2000, ge=100)
+    dense_weight: float = Field(defaults.DENSE_WEIGHT, ge=0.0, le=1.0)
+    #: How hybrid mode fuses dense and BM25 rankings (:data:`ragft.defaults.FUSION` says why
+    #: ``weighted``); ``rrf`` is reciprocal-rank fusion, scale-free.
+    fusion: Literal["weighted", "rrf"] = defaults.FUSION
+    context_tokens: int = Field(defaults.CONTEXT_TOKENS, ge=100)
 
 
 class CascadeConfig(_Strict):
@@ -132,7 +132,7 @@ class StrategyConfig(_Strict):
 
     name: str = "rag"
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
-    max_tokens: int = Field(400, ge=1)
+    max_tokens: int = Field(defaults.MAX_TOKENS, ge=1)
     cascade: CascadeConfig = CascadeConfig()
     router: RouterConfig = RouterConfig()
 

@@ -8,7 +8,7 @@ constants from here, and a test checks that the messages they produce are identi
 * :data:`GENERATOR_SYSTEM` — ``finetune.data.generator_examples`` and ``FineTuned``;
 * :data:`REWRITER_SYSTEM` — ``finetune.data.rewriter_examples`` and ``RewriteRAG``;
 * :func:`router_system_prompt` — ``finetune.data.router_examples`` and ``TrainedClassifier``;
-* :data:`RAG_SYSTEM` (``RAG``, ``FineTunedGeneratorRAG``), :data:`BASE_SYSTEM` (``BaseModel``)
+* :data:`RAG_SYSTEM` (``RAG``, ``FineTunedGeneratorRAG``), :data:`BASE_SYSTEM` (``BaseChat``)
   and :func:`classifier_prompt` (the zero-shot ``LLMClassifier``) are not trained.
 
 :data:`ABSTAIN_TEXT` is what ragft says when the documents do not answer a question (the local

@@ -10,7 +10,6 @@ survives a power cut too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragft.redact import redact
+from ragft.serialize import known_fields  # re-exported: its home was here
 
 __all__ = [
     "atomic_write_bytes",
@@ -129,10 +129,3 @@ def publish_directory(staging: str | Path, final: str | Path) -> None:
     fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The items of ``data`` that are fields of the dataclass ``cls``: loading a persisted
-    record this way ignores keys a newer (or older) version wrote, so old files stay readable."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}

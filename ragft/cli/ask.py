@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ragft.cli._args import question_text
 from ragft.cli._output import answer_json, format_answer
 from ragft.config import load_config
 
-__all__ = ["question_text", "register"]
-
-
-def question_text(text: str) -> str:
-    """Argument type for a question or query: refuses empty text at the command line, before
-    any config, index or model is loaded (the library would raise deep inside a strategy)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the question is empty; pass the text to answer, e.g. "
-                                         "ragft ask \"How do I request a new laptop?\"")
-    return text
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,16 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from ragft.strategies import from_config
 
     cfg = load_config(args.config)
-    strategy = from_config(cfg, strategy=args.strategy)
-    if args.stream and not args.json:
-        stream = strategy.stream(args.question)
-        for delta in stream:
-            sys.stdout.write(delta)
-            sys.stdout.flush()
-        sys.stdout.write("\n\n")
-        answer = stream.answer
-        assert answer is not None
-    else:
-        answer = strategy.answer(args.question)
+    with from_config(cfg, strategy=args.strategy) as strategy:
+        if args.stream and not args.json:
+            stream = strategy.stream(args.question)
+            for delta in stream:
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n\n")
+            answer = stream.answer
+            assert answer is not None
+        else:
+            answer = strategy.answer(args.question)
     print(answer_json(answer) if args.json else format_answer(answer))
     return 0

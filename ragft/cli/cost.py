@@ -13,29 +13,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from ragft.cli._args import parse_count
 from ragft.errors import EvaluationError
 from ragft.metering.prices import PriceTable
 
-__all__ = ["parse_count", "parse_strategy_spec", "register", "run_compare", "run_estimate"]
+__all__ = ["parse_strategy_spec", "register", "run_compare", "run_estimate"]
 
 DEFAULT_VOLUMES = "1000,10000,100000,1000000"
-_SUFFIXES = {"k": 1_000, "m": 1_000_000}
-
-
-def parse_count(text: str) -> int:
-    """A non-negative count, allowing ``_``/``,`` separators and ``k``/``m`` suffixes
-    (``10k`` -> 10000, ``1.5m`` -> 1500000)."""
-    raw = text.strip().lower().replace("_", "").replace(",", "")
-    scale = 1
-    if raw and raw[-1] in _SUFFIXES:
-        scale, raw = _SUFFIXES[raw[-1]], raw[:-1]
-    try:
-        value = float(raw) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 5000, 10k, 1.5m)") from None
-    if value < 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
-    return int(value)
 
 
 def _volumes(text: str) -> list[int]:

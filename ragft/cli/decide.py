@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
-from ragft.cli.cost import parse_count
+from ragft.cli._args import parse_count
 
 __all__ = ["fill_in", "parse_yes_no", "register", "run"]
 

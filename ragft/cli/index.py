@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ragft.cli.ask import question_text
+from ragft.cli._args import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
 from ragft.config import load_config
 from ragft.errors import ConfigError

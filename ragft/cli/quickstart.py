@@ -35,17 +35,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     meter = build_meter(cfg)
-    parts = Components(cfg, meter)
     print(f"Backend: {cfg.provider} (chat {cfg.chat_model}, embeddings {cfg.embedding_model})")
     print(f"Indexing {cfg.corpus_path} -> {cfg.index_path}")
-    with meter.collect(step="index") as indexing:
-        report = parts.knowledge_base().sync(cfg.corpus_path, progress=not args.quiet)
-    print(
-        f"  added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
-        f"unchanged {len(report.unchanged)} documents; {report.embedded_chunks} chunks embedded"
-    )
-    print("  " + format_usage(RollUp.of(indexing.records)))
-    strategy = build_strategy(cfg, strategy=args.strategy, meter=meter, parts=parts)
-    print(f"\nQuestion: {args.question}  [strategy: {strategy.name}]")
-    print(format_answer(strategy.answer(args.question)))
+    with Components(cfg, meter) as parts:  # closed at the end: models may hold servers
+        with meter.collect(step="index") as indexing:
+            report = parts.knowledge_base().sync(cfg.corpus_path, progress=not args.quiet)
+        print(
+            f"  added {len(report.added)}, changed {len(report.changed)}, removed {len(report.removed)}, "
+            f"unchanged {len(report.unchanged)} documents; {report.embedded_chunks} chunks embedded"
+        )
+        print("  " + format_usage(RollUp.of(indexing.records)))
+        strategy = build_strategy(cfg, strategy=args.strategy, meter=meter, parts=parts)
+        print(f"\nQuestion: {args.question}  [strategy: {strategy.name}]")
+        print(format_answer(strategy.answer(args.question)))
     return 0

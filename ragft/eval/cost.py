@@ -28,6 +28,7 @@ from ragft.errors import EvaluationError
 from ragft.eval.harness import EvalResult
 from ragft.metering.prices import PriceTable
 from ragft.metering.tokens import count_tokens
+from ragft.serialize import to_record
 
 __all__ = [
     "CostEstimate",
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 _TEXT_SUFFIXES = (".md", ".txt")
-_RECORD_SUFFIXES = (".json", ".jsonl")
 
 
 # --------------------------------------------------------------------------- one-off estimates
@@ -83,16 +83,7 @@ class CostEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "kind": self.kind,
-            "model": self.model,
-            "items": self.items,
-            "tokens": self.tokens,
-            "rate_per_million": self.rate_per_million,
-            "cost_usd": self.cost_usd,
-            "source": self.source,
-            "details": dict(self.details),
-        }
+        return to_record(self)
 
 
 def embedding_cost(tokens: int, model: str, prices: PriceTable | None = None) -> tuple[float, float]:

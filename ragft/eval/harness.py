@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ from tqdm import tqdm
 
 from ragft.answer import Answer, CallRecord
 from ragft.redact import redact
-from ragft.storage import atomic_write_bytes, known_fields
+from ragft.serialize import from_record, to_record
+from ragft.storage import atomic_write_bytes
 from ragft.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -124,20 +125,12 @@ class QuestionRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        data = asdict(self)
-        data["documents"] = list(self.documents)
-        data["gold_sources"] = list(self.gold_sources)
-        data["retrieved"] = list(self.retrieved)
-        return data
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuestionRecord:
-        """Inverse of :meth:`to_dict` (unknown keys ignored, so newer files stay readable)."""
-        values = known_fields(cls, data)
-        values["documents"] = tuple(values.get("documents") or ())
-        values["gold_sources"] = tuple(values.get("gold_sources") or ())
-        values["retrieved"] = tuple(values.get("retrieved") or ())
-        return cls(**values)
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        return from_record(cls, data)
 
 
 #: CSV column order (per-question rows); long text last so the numbers stay readable.
@@ -205,12 +198,12 @@ class StrategySummary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return asdict(self)
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategySummary:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**known_fields(cls, data))
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        return from_record(cls, data)
 
     def quality(self, metric: str = "f1") -> float | None:
         """The named quality figure (``f1``, ``exact_match``, ``contains`` or ``judge``)."""
@@ -292,7 +285,7 @@ class CostCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return asdict(self)
+        return to_record(self)
 
 
 # --------------------------------------------------------------------------- result

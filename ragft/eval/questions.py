@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ragft.errors import EvaluationError
+from ragft.serialize import to_record
 
 __all__ = ["KINDS", "Question", "QuestionKind", "filter_questions", "load_questions"]
 
@@ -55,14 +56,7 @@ class Question:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict in the file's own layout."""
-        return {
-            "id": self.id,
-            "question": self.question,
-            "answer": self.answer,
-            "aliases": list(self.aliases),
-            "sources": list(self.sources),
-            "kind": self.kind,
-        }
+        return to_record(self)
 
 
 def _strings(value: Any, field: str, where: str, problems: list[str]) -> tuple[str, ...]:

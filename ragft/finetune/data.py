@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, TrainingDataError
+from ragft.serialize import to_record
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
 from ragft.metering.tokens import count_chat_tokens, count_tokens
@@ -364,7 +365,7 @@ class DataProblem:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"line": self.line, "code": self.code, "message": self.message}
+        return to_record(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,17 +460,13 @@ class ValidationReport:
             "ok": self.ok,
             "problems": [p.to_dict() for p in self.problems],
             "warnings": [w.to_dict() for w in self.warnings],
-            "tokens": _stats(self.tokens),
-            "assistant_tokens": _stats(self.assistant_tokens),
-            "messages": _stats(self.messages),
+            "tokens": to_record(self.tokens),
+            "assistant_tokens": to_record(self.assistant_tokens),
+            "messages": to_record(self.messages),
             "max_tokens_per_example": self.max_tokens_per_example,
             "n_over_limit": self.n_over_limit,
             "billed_tokens_per_epoch": self.billed_tokens_per_epoch,
         }
-
-
-def _stats(s: TokenStats) -> dict[str, float]:
-    return {"min": s.min, "mean": s.mean, "median": s.median, "max": s.max, "total": s.total}
 
 
 def _message_for_count(message: Mapping[str, Any]) -> dict[str, str]:
@@ -834,20 +831,8 @@ class TrainingEstimate:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "model": self.model,
-            "n_examples": self.n_examples,
-            "epochs": self.epochs,
-            "epochs_auto": self.epochs_auto,
-            "tokens_per_epoch": self.tokens_per_epoch,
-            "billed_tokens": self.billed_tokens,
-            "rate_per_million": self.rate_per_million,
-            "cost_usd": self.cost_usd,
-            "max_tokens_per_example": self.max_tokens_per_example,
-            "n_over_limit": self.n_over_limit,
-            "shutdown": self.shutdown.isoformat() if self.shutdown else None,
-        }
+        """A JSON-ready dict (the shutdown date as ISO text)."""
+        return to_record(self)
 
 
 def estimate_training(

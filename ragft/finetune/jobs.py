@@ -31,7 +31,8 @@ from ragft.errors import (
     TrainingDataError,
 )
 from ragft.finetune.data import detect_purpose, read_jsonl, validate_file
-from ragft.storage import atomic_write_json, file_sha256, known_fields, locked, read_json
+from ragft.serialize import from_record, to_record
+from ragft.storage import atomic_write_json, file_sha256, locked, read_json
 from ragft.metering.meter import Meter
 
 __all__ = [
@@ -94,27 +95,12 @@ class JobStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "model": self.model,
-            "fine_tuned_model": self.fine_tuned_model,
-            "trained_tokens": self.trained_tokens,
-            "error": self.error,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "estimated_finish": self.estimated_finish,
-            "training_file": self.training_file,
-            "validation_file": self.validation_file,
-            "hyperparameters": dict(self.hyperparameters),
-            "metadata": dict(self.metadata),
-            "metrics": dict(self.metrics),
-        }
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        return cls(**known_fields(cls, data))
+        return from_record(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +116,12 @@ class JobEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "id": self.id,
-            "created_at": self.created_at,
-            "message": self.message,
-            "level": self.level,
-            "type": self.type,
-            "data": dict(self.data),
-        }
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobEvent:
         """Inverse of :meth:`to_dict`."""
-        return cls(**known_fields(cls, data))
+        return from_record(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,21 +263,12 @@ class TrackedJob:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the on-disk format)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["status"] = self.status.to_dict() if self.status else None
-        data["attempts"] = list(self.attempts)
-        data["seen_events"] = list(self.seen_events)
-        data["format"] = 1
-        return data
+        return {**to_record(self), "format": 1}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
         """Inverse of :meth:`to_dict`."""
-        values = known_fields(cls, data)
-        values["status"] = JobStatus.from_dict(data["status"]) if data.get("status") else None
-        values["attempts"] = tuple(data.get("attempts", ()))
-        values["seen_events"] = tuple(data.get("seen_events", ()))
-        return cls(**values)
+        return from_record(cls, data)
 
 
 #: Event ids remembered per job to de-duplicate what ``follow`` streams; older ones fall out

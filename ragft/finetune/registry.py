@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from ragft.answer_metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
-from ragft.storage import atomic_write_json, known_fields, locked, read_json
+from ragft.serialize import from_record, to_record
+from ragft.storage import atomic_write_json, locked, read_json
 from ragft.models.base import ChatModel
 from ragft.models.local_ft import LOCAL_FT_PREFIX
 from ragft.prompts import ABSTAIN_TEXT
@@ -72,24 +73,12 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "model_id": self.model_id,
-            "base_model": self.base_model,
-            "purpose": self.purpose,
-            "job_id": self.job_id,
-            "training_file_sha256": self.training_file_sha256,
-            "metrics": dict(self.metrics),
-            "created_at": self.created_at,
-            "status": self.status,
-            "backend": self.backend,
-        }
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
-        return cls(**known_fields(cls, data))
+        return from_record(cls, data)
 
 
 @dataclass(frozen=True, slots=True)

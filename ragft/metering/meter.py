@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,15 @@ from ragft.models.base import (
     Embedder,
     Embeddings,
     EmbedKind,
+    GeneratedStream,
     Message,
+    StreamingChatModel,
+    SupportsClose,
 )
 from ragft.redact import redact
+from ragft.serialize import to_record
 
-__all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredEmbedder", "RollUp"]
+__all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredChatStream", "MeteredEmbedder", "RollUp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ class RollUp:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return dict(self.__dict__)
+        return to_record(self)
 
 
 class Ledger:
@@ -440,40 +444,70 @@ class MeteredChatModel:
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0
-    ) -> Iterator[str]:
-        """Stream deltas; the call is recorded when the stream ends (or is abandoned)."""
-        stream_fn = getattr(self.inner, "stream", None)
-        if stream_fn is None:
-            completion = self.complete(messages, max_tokens=max_tokens, temperature=temperature)
-            yield completion.text
-            return
-        with self.meter.budgeted(self._budget_estimate(messages, max_tokens)):
-            yield from self._stream(stream_fn, messages, max_tokens, temperature)
+    ) -> MeteredChatStream:
+        """Stream the reply (a :class:`~ragft.models.base.ChatStream`). The budget is checked
+        and the call made when iteration starts; the call is recorded when the stream ends
+        (or is abandoned). A model that cannot stream answers in one piece."""
+        return MeteredChatStream(self, messages, max_tokens=max_tokens, temperature=temperature)
 
-    def _stream(
-        self, stream_fn: Any, messages: Sequence[Message], max_tokens: int | None, temperature: float
-    ) -> Iterator[str]:
-        start = time.perf_counter()
-        stream: ChatStream = stream_fn(messages, max_tokens=max_tokens, temperature=temperature)
-        pieces: list[str] = []
-        try:
-            for delta in stream:
-                pieces.append(delta)
-                yield delta
-        finally:
-            final = stream.completion
-            usage = (
-                final.usage
-                if final is not None
-                # Abandoned mid-stream: bill what was seen, marked as an estimate.
-                else estimate_chat_usage(self.name, messages, "".join(pieces))
+
+class MeteredChatStream(GeneratedStream):
+    """The text deltas of one metered call (a :class:`~ragft.models.base.ChatStream`).
+
+    Iterate once; afterwards :attr:`completion` holds the wrapped model's completion. Stopping
+    early (or :meth:`close`) still records the call, billing the text seen as an estimate when
+    the model reported no usage.
+    """
+
+    def __init__(
+        self,
+        model: MeteredChatModel,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None,
+        temperature: float,
+    ):
+        self._model = model
+        self._messages = list(messages)
+        self._max_tokens = max_tokens
+        self._temperature = temperature
+        self._inner: ChatStream | None = None
+        super().__init__()
+
+    def _release(self) -> None:
+        if isinstance(self._inner, SupportsClose):
+            self._inner.close()
+
+    def _run(self) -> Generator[str, None, None]:
+        model, meter = self._model, self._model.meter
+        inner = model.inner
+        if not isinstance(inner, StreamingChatModel):
+            self.completion = model.complete(
+                self._messages, max_tokens=self._max_tokens, temperature=self._temperature
             )
-            self.meter.record(usage, latency_s=time.perf_counter() - start, purpose=self.purpose)
-
-    def __getattr__(self, item: str) -> Any:
-        # Backend attributes (a local model's threshold, metrics) stay readable through the
-        # wrapper; every call method is defined above so none can bypass the meter.
-        return getattr(self.inner, item)
+            yield self.completion.text
+            return
+        with meter.budgeted(model._budget_estimate(self._messages, self._max_tokens)):
+            start = time.perf_counter()
+            pieces: list[str] = []
+            try:
+                self._inner = inner.stream(
+                    self._messages, max_tokens=self._max_tokens, temperature=self._temperature
+                )
+                for delta in self._inner:
+                    pieces.append(delta)
+                    yield delta
+            finally:
+                final = self._inner.completion if self._inner is not None else None
+                self.completion = final
+                usage = (
+                    final.usage
+                    if final is not None
+                    # Abandoned mid-stream: bill what was seen, marked as an estimate.
+                    else estimate_chat_usage(model.name, self._messages, "".join(pieces))
+                )
+                if self._inner is not None:  # no call was made if starting it failed
+                    meter.record(usage, latency_s=time.perf_counter() - start, purpose=model.purpose)
 
 
 class MeteredEmbedder:
@@ -518,6 +552,3 @@ class MeteredEmbedder:
                 purpose=f"{self.purpose}_{kind}",
             )
         return result
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.inner, item)

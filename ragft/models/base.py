@@ -8,9 +8,9 @@ protocols and report real token usage on every result. Nothing here knows about 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -23,10 +23,12 @@ __all__ = [
     "Embedder",
     "Embeddings",
     "EmbedKind",
+    "GeneratedStream",
     "Message",
     "StreamingChatModel",
     "SupportsClose",
     "confidence_from_logprobs",
+    "follows_prompts",
 ]
 
 #: An OpenAI-style chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``.
@@ -104,6 +106,42 @@ class ChatStream(Protocol):
         ...
 
 
+class GeneratedStream:
+    """A :class:`ChatStream` produced by one generator, :meth:`_run`, which yields the deltas
+    and sets :attr:`completion` when it finishes. Iterate once (a second iteration yields
+    nothing). Use as a context manager, or call :meth:`close`, to stop early and release what
+    the stream holds."""
+
+    completion: Completion | None
+
+    def __init__(self) -> None:
+        self.completion = None
+        self._iterator = self._run()
+
+    def _run(self) -> Generator[str, None, None]:
+        """Yield the deltas; set :attr:`completion` at the end."""
+        raise NotImplementedError
+        yield  # pragma: no cover  (makes this a generator function)
+
+    def _release(self) -> None:
+        """Release what the stream holds, after its generator is closed (nothing by default)."""
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield text deltas as they arrive."""
+        return self._iterator
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the stream; ``completion`` stays ``None`` if unfinished."""
+        self._iterator.close()
+        self._release()
+
+
 @runtime_checkable
 class StreamingChatModel(ChatModel, Protocol):
     """A chat model that can also stream its reply."""
@@ -117,6 +155,14 @@ class StreamingChatModel(ChatModel, Protocol):
     ) -> ChatStream:
         """Stream one reply; usage is on ``stream.completion`` after iteration."""
         ...
+
+
+def follows_prompts(model: ChatModel) -> bool:
+    """Whether ``model`` does what its prompt asks. Models that answer one fixed way whatever
+    the prompt (the offline extractive reader, the local fine-tuned memories and classifiers)
+    declare ``follows_prompts = False``: a feature that sends its own scoring or labelling
+    prompt (an LLM reranker or classifier) cannot use them. Any other model is assumed to."""
+    return bool(getattr(model, "follows_prompts", True))
 
 
 @runtime_checkable

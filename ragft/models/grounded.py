@@ -22,6 +22,9 @@ __all__ = ["GroundedGenerator"]
 class GroundedGenerator:
     """``memory`` answers questions it knows; ``reader`` answers from context otherwise."""
 
+    #: Both parts answer their fixed way (see :func:`~ragft.models.base.follows_prompts`).
+    follows_prompts = False
+
     def __init__(self, memory: ChatModel, reader: ChatModel, *, threshold: float = 0.5):
         self.memory = memory
         self.reader = reader

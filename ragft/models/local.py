@@ -225,6 +225,9 @@ class ExtractiveReader:
     ``benchmarks/reader_threshold.py`` on the training-side data, not on the evaluation set.
     """
 
+    #: It extracts sentences whatever the prompt asks (see :func:`~ragft.models.base.follows_prompts`).
+    follows_prompts = False
+
     def __init__(
         self,
         embedder: Embedder | None = None,

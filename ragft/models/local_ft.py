@@ -124,6 +124,10 @@ def _sigmoid(x: float) -> float:
 
 
 class _LocalChatModel:
+    #: Each answers its one trained way whatever the prompt asks
+    #: (see :func:`~ragft.models.base.follows_prompts`).
+    follows_prompts = False
+
     def __init__(self, name: str, embedder: Embedder, manifest: Mapping[str, Any]):
         self._name = name
         self.embedder = embedder

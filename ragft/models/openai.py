@@ -15,14 +15,15 @@ tiktoken, and the :class:`~ragft.answer.Usage` then says ``source="estimated"``.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 import httpx
 import numpy as np
 import openai
-from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
 from ragft.answer import Usage
@@ -32,12 +33,13 @@ from ragft.errors import (
     ModelError,
     ModelResponseError,
 )
-from ragft.models.base import Completion, EmbedKind, Embeddings, Message
+from ragft.models.base import Completion, EmbedKind, Embeddings, GeneratedStream, Message
 from ragft.models.openai_errors import MISSING_KEY_HINT, translate_error, translated_errors
 from ragft.redact import register_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_EMBEDDING_CONCURRENCY",
     "EMBEDDING_DIMENSIONS",
     "MAX_INPUTS_PER_REQUEST",
     "OpenAIChatModel",
@@ -69,6 +71,8 @@ _SHORTENABLE = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
 MAX_INPUTS_PER_REQUEST = 2048
 #: The endpoint also caps the summed tokens of one request (300k at the time of writing).
 DEFAULT_MAX_TOKENS_PER_REQUEST = 300_000
+#: Requests one embed() call sends at once by default (``[backend] concurrency`` sets it).
+DEFAULT_EMBEDDING_CONCURRENCY = 4
 
 # OpenAI's reasoning models reject `max_tokens` (they want `max_completion_tokens`) and any
 # temperature other than the default.
@@ -391,7 +395,7 @@ class OpenAIChatModel:
         return OpenAIChatStream(chunks, model=self._model, messages=messages)
 
 
-class OpenAIChatStream:
+class OpenAIChatStream(GeneratedStream):
     """Text deltas of one streamed reply (a :class:`~ragft.models.base.ChatStream`).
 
     Iterate once; afterwards :attr:`completion` holds the full text and the usage the final
@@ -400,28 +404,13 @@ class OpenAIChatStream:
     reading early.
     """
 
-    completion: Completion | None
-
     def __init__(self, chunks: Any, *, model: str, messages: Sequence[Message]) -> None:
-        self.completion = None
         self._chunks = chunks
         self._model = model
         self._messages = list(messages)
-        self._iterator = self._run()
+        super().__init__()
 
-    def __iter__(self) -> Iterator[str]:
-        """Yield text deltas as they arrive (a second iteration yields nothing)."""
-        return self._iterator
-
-    def __enter__(self) -> OpenAIChatStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop reading and release the connection; ``completion`` stays ``None`` if unfinished."""
-        self._iterator.close()
+    def _release(self) -> None:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
@@ -473,6 +462,14 @@ class OpenAIEmbedder:
     Vectors come back float32, in input order, L2-normalised (so inner product is cosine, even
     for compatible servers that do not normalise). Over-long inputs raise rather than being
     truncated: a silently shortened chunk would be indexed under text it does not represent.
+
+    One :meth:`embed` call split into several requests sends up to ``concurrency`` of them at
+    once (threads sharing the SDK client, which is thread-safe). Each request is retried on its
+    own by the SDK (``max_retries`` of the client, backing off on 429 as the server's
+    ``Retry-After`` asks), so a rate-limited batch waits without resending the others. Once a
+    batch has failed for good no further batch is started; the ones in flight finish, and the
+    error raised (the first failed batch's, in input order) carries the usage of every batch
+    that succeeded in ``partial_usage``: those were billed.
     """
 
     def __init__(
@@ -484,6 +481,7 @@ class OpenAIEmbedder:
         batch_size: int = 256,
         max_tokens_per_input: int = 8191,
         max_tokens_per_request: int = DEFAULT_MAX_TOKENS_PER_REQUEST,
+        concurrency: int = DEFAULT_EMBEDDING_CONCURRENCY,
     ) -> None:
         if not model:
             raise ConfigError("OpenAIEmbedder needs a model id, e.g. 'text-embedding-3-small'")
@@ -521,12 +519,15 @@ class OpenAIEmbedder:
                 f"max_tokens_per_input ({max_tokens_per_input}), "
                 "or a long input could never be sent"
             )
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self._model = model
         self._client = client
         self._dimension = dimension
         self._batch_size = batch_size
         self._max_tokens_per_input = max_tokens_per_input
         self._max_tokens_per_request = max_tokens_per_request
+        self._concurrency = concurrency
 
     @property
     def name(self) -> str:
@@ -537,6 +538,17 @@ class OpenAIEmbedder:
     def dimension(self) -> int:
         """Length of every returned vector (the requested one for shortened v3 vectors)."""
         return self._dimension
+
+    @property
+    def concurrency(self) -> int:
+        """Most requests one :meth:`embed` call has in flight at once."""
+        return self._concurrency
+
+    @property
+    def texts_per_call(self) -> int:
+        """Texts one :meth:`embed` call should carry to keep every concurrent request busy
+        (callers that slice a corpus, like the knowledge base, use this as their slice size)."""
+        return self._batch_size * self._concurrency
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedder({self._model!r}, dimension={self._dimension})"
@@ -582,16 +594,20 @@ class OpenAIEmbedder:
         extra: dict[str, Any] = {"dimensions": self._dimension} if self._send_dimensions else {}
         with translated_errors(self._model):
             # "float" explicitly: the SDK would otherwise ask for base64, which not every
-            # OpenAI-compatible server implements.
-            response = self._client.embeddings.create(
+            # OpenAI-compatible server implements. The raw response, because the SDK's own
+            # parse builds a typed value per float: ~1 s of CPU (under the GIL, so concurrent
+            # batches queue on it) for 256 vectors of 1,536, where json.loads takes ~50 ms.
+            # Status errors and retries are the SDK's either way.
+            raw = self._client.embeddings.with_raw_response.create(
                 model=self._model, input=inputs, encoding_format="float", **extra
             )
-        if not isinstance(response, CreateEmbeddingResponse):
+            response = json.loads(raw.content)
+        if not isinstance(response, Mapping):
             raise ModelResponseError(
                 f"{self._model}: expected an embeddings list, got {type(response).__name__}",
                 model=self._model,
             )
-        data = response.data
+        data = response.get("data")
         if not isinstance(data, list) or len(data) != len(inputs):
             got = len(data) if isinstance(data, list) else "no"
             raise ModelResponseError(
@@ -621,7 +637,7 @@ class OpenAIEmbedder:
             raise ModelResponseError(
                 f"{self._model}: embeddings contain NaN or infinity", model=self._model
             )
-        usage = response.usage
+        usage = response.get("usage")
         tokens = _count(usage, "prompt_tokens", self._model)
         if tokens is None:
             tokens = _count(usage, "total_tokens", self._model)
@@ -637,25 +653,32 @@ class OpenAIEmbedder:
             raise TypeError("embed() takes a sequence of strings, not a single str")
         texts = list(texts)
         counts = self._token_counts(texts)
+        batches = self._batches(counts)
+        results = self._run_batches([[texts[i] for i in b] for b in batches])
         rows: list[np.ndarray] = []
         total = 0
         all_reported = True
-        for batch in self._batches(counts):
-            try:
-                vectors, tokens = self._request([texts[i] for i in batch])
-            except ModelError as exc:
-                if total:  # earlier batches were billed: let the meter record them
-                    exc.partial_usage = Usage(
-                        model=self._model, kind="embedding", embedding_tokens=total,
-                        source="reported" if all_reported else "estimated",
-                    )
-                raise
+        failure: ModelError | None = None
+        for batch, outcome in zip(batches, results, strict=True):
+            if isinstance(outcome, ModelError):
+                failure = failure or outcome
+                continue
+            if outcome is None:  # never sent: an earlier failure stopped the run
+                continue
+            vectors, tokens = outcome
             rows.append(vectors)
             if tokens is None:
                 # This batch's server gave no usage: count it ourselves, and say so below.
                 all_reported = False
                 tokens = sum(counts[i] for i in batch)
             total += tokens
+        if failure is not None:
+            if total:  # batches that succeeded were billed: let the meter record them
+                failure.partial_usage = Usage(
+                    model=self._model, kind="embedding", embedding_tokens=total,
+                    source="reported" if all_reported else "estimated",
+                )
+            raise failure
         matrix = np.vstack(rows) if rows else np.zeros((0, self._dimension), dtype=np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         # Zero vectors stay zero rather than becoming NaN.
@@ -667,3 +690,48 @@ class OpenAIEmbedder:
             source="reported" if all_reported else "estimated",
         )
         return Embeddings(vectors=matrix, usage=usage)
+
+    def _run_batches(
+        self, inputs: list[list[str]]
+    ) -> list[tuple[np.ndarray, int | None] | ModelError | None]:
+        """Send every batch, at most ``concurrency`` at once; one outcome per batch, in order.
+
+        An outcome is the batch's ``(vectors, tokens)``, its :class:`ModelError`, or ``None``
+        when it was never sent because another batch had already failed.
+        """
+        outcomes: list[tuple[np.ndarray, int | None] | ModelError | None] = [None] * len(inputs)
+        if self._concurrency == 1 or len(inputs) <= 1:
+            for i, batch in enumerate(inputs):
+                try:
+                    outcomes[i] = self._request(batch)
+                except ModelError as exc:
+                    outcomes[i] = exc
+                    break
+            return outcomes
+        pending = iter(enumerate(inputs))
+        running: dict[Future[tuple[np.ndarray, int | None]], int] = {}
+        failed = False
+        pool = ThreadPoolExecutor(
+            max_workers=min(self._concurrency, len(inputs)), thread_name_prefix="ragft-embed"
+        )
+        try:
+            while True:
+                while not failed and len(running) < self._concurrency:
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    running[pool.submit(self._request, nxt[1])] = nxt[0]
+                if not running:
+                    return outcomes
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = running.pop(future)
+                    try:
+                        outcomes[i] = future.result()
+                    except ModelError as exc:
+                        outcomes[i] = exc
+                        failed = True
+        finally:
+            # Normally nothing is left; on an unexpected exception (or Ctrl-C) nothing new
+            # starts, and requests already sent are not waited for.
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -104,6 +104,9 @@ class ModelEnvironment:
     openai_client: ClientFactory
     #: The offline embedder local models use (metered and cached when built by Components).
     local_embedder: EmbedderLookup
+    #: Requests one call may have in flight at once (``[backend] concurrency``): the OpenAI
+    #: embedder's concurrent batches.
+    concurrency: int = 4
 
 
 ChatModelBuilder = Callable[[str, ModelEnvironment], ChatModel]
@@ -252,7 +255,8 @@ def _unknown_local_embedder(model_id: str, env: ModelEnvironment) -> Embedder:
 def _openai_embedder(model_id: str, env: ModelEnvironment) -> Embedder:
     from ragft.models.openai import OpenAIEmbedder
 
-    return OpenAIEmbedder(model_id, client=env.openai_client(model=model_id))
+    return OpenAIEmbedder(model_id, client=env.openai_client(model=model_id),
+                          concurrency=env.concurrency)
 
 
 for _prefix, _chat_builder in {

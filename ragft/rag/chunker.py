@@ -27,6 +27,7 @@ import tiktoken
 from ragft.errors import ConfigError
 from ragft.metering.tokens import encoding_for_model
 from ragft.rag.documents import Document
+from ragft.serialize import from_record, to_record
 from ragft.textutil import split_sentences
 
 __all__ = ["DEFAULT_TOKEN_MODEL", "Chunk", "chunk_document", "chunk_id"]
@@ -76,28 +77,12 @@ class Chunk:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the index's on-disk record)."""
-        return {
-            "id": self.id,
-            "document_id": self.document_id,
-            "title": self.title,
-            "text": self.text,
-            "position": self.position,
-            "token_count": self.token_count,
-            "heading": self.heading,
-        }
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Chunk:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            id=str(data["id"]),
-            document_id=str(data["document_id"]),
-            title=str(data.get("title", "")),
-            text=str(data["text"]),
-            position=int(data.get("position", 0)),
-            token_count=int(data.get("token_count", 0)),
-            heading=str(data.get("heading", "")),
-        )
+        """Inverse of :meth:`to_dict` (title, position and token count optional)."""
+        return from_record(cls, {"title": "", "position": 0, "token_count": 0, **data})
 
 
 def chunk_id(document_id: str, text: str, occurrence: int = 0) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ragft import defaults
 from ragft.answer import Usage
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.models.base import Embedder
@@ -118,8 +119,8 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         kind: IndexKind = "auto",
-        chunk_tokens: int = 300,
-        chunk_overlap: int = 50,
+        chunk_tokens: int = defaults.CHUNK_TOKENS,
+        chunk_overlap: int = defaults.CHUNK_OVERLAP,
         create: bool = True,
         rebuild: bool = False,
         token_model: str = DEFAULT_TOKEN_MODEL,
@@ -217,8 +218,11 @@ class KnowledgeBase:
             file=sys.stderr,
             leave=False,
         ) as bar:
-            for start in range(0, len(chunks), EMBED_BATCH):
-                batch = chunks[start : start + EMBED_BATCH]
+            # An embedder sending concurrent requests (OpenAI's) asks for slices big enough
+            # to keep them all busy; the slice is also the unit that reaches the cache.
+            step = max(EMBED_BATCH, int(getattr(self.embedder, "texts_per_call", EMBED_BATCH)))
+            for start in range(0, len(chunks), step):
+                batch = chunks[start : start + step]
                 result = self.embedder.embed([c.embedding_text for c in batch], kind="document")
                 vectors[start : start + len(batch)] = result.vectors
                 if result.usage.embedding_tokens:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ragft import defaults
 from ragft.answer import Source
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.models.base import Embedder
@@ -148,11 +149,11 @@ class Retriever:
         bm25: BM25Index | None = None,
         *,
         mode: RetrievalMode = "hybrid",
-        top_k: int = 5,
-        candidates: int = 30,
+        top_k: int = defaults.TOP_K,
+        candidates: int = defaults.CANDIDATES,
         min_score: float = 0.0,
-        fusion: FusionKind = "rrf",
-        dense_weight: float = 0.5,
+        fusion: FusionKind = defaults.FUSION,
+        dense_weight: float = defaults.DENSE_WEIGHT,
         rrf_k: int = 60,
         reranker: Reranker | None = None,
     ):

@@ -4,6 +4,7 @@
 >>> strategy = from_config("examples/configs/rag.toml")        # doctest: +SKIP
 >>> answer = strategy.answer("What is the meal per diem?")     # doctest: +SKIP
 >>> answer.text, answer.route, answer.cost_usd                 # doctest: +SKIP
+>>> strategy.close()  # or: with from_config(...) as strategy:  # doctest: +SKIP
 
 Built-in names: ``rag``, ``finetuned``, ``base``, ``ft_rag``, ``rewrite_rag``, ``router``,
 ``cascade``. Third-party strategies register the same way the built-ins do, with
@@ -22,7 +23,7 @@ from ragft.errors import ConfigError
 from ragft.metering.meter import Meter
 from ragft.strategies.base import REFUSAL_TEXT, AnswerStream, Draft, Strategy, is_abstention
 from ragft.strategies.cascade import Cascade, ThresholdChoice, ThresholdPoint, calibrate_threshold
-from ragft.strategies.finetuned import BaseModel, FineTuned
+from ragft.strategies.finetuned import BaseChat, FineTuned
 from ragft.strategies.rag import RAG, FineTunedGeneratorRAG
 from ragft.strategies.rewrite import RewriteRAG
 from ragft.strategies.router import (
@@ -42,7 +43,7 @@ __all__ = [
     "RAG",
     "REFUSAL_TEXT",
     "AnswerStream",
-    "BaseModel",
+    "BaseChat",
     "BuildContext",
     "Cascade",
     "Classification",
@@ -142,8 +143,8 @@ def _finetuned(ctx: BuildContext) -> FineTuned:
     return FineTuned(ctx.parts.finetuned_chat(), meter=ctx.meter, max_tokens=ctx.cfg.strategy.max_tokens)
 
 
-def _base(ctx: BuildContext) -> BaseModel:
-    return BaseModel(ctx.parts.base_chat(), meter=ctx.meter, max_tokens=ctx.cfg.strategy.max_tokens)
+def _base(ctx: BuildContext) -> BaseChat:
+    return BaseChat(ctx.parts.base_chat(), meter=ctx.meter, max_tokens=ctx.cfg.strategy.max_tokens)
 
 
 def _rewrite_rag(ctx: BuildContext) -> RewriteRAG:
@@ -159,7 +160,7 @@ def _router(ctx: BuildContext) -> Router:
     if rc.classifier == "rules":
         classifier = RulesClassifier()
     elif rc.classifier == "llm":
-        model = ctx.parts.chat(ctx.parts.generative(ctx.cfg.chat_model, '[strategy.router] classifier = "llm"'))
+        model = ctx.parts.generative(ctx.cfg.chat_model, '[strategy.router] classifier = "llm"')
         classifier = LLMClassifier(model, meter=ctx.meter, labels=labels)
     else:
         classifier = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
@@ -200,12 +201,26 @@ for _name, _builder in {
 
 def build_strategy(cfg: RagftConfig, *, strategy: str | None = None, meter: Meter | None = None,
                    parts: Components | None = None) -> Strategy:
-    """Build the strategy ``strategy`` (default: the config's) from a loaded config."""
+    """Build the strategy ``strategy`` (default: the config's) from a loaded config.
+
+    Without ``parts`` the strategy gets :class:`~ragft.components.Components` of its own and
+    owns them: close the strategy (``strategy.close()`` or ``with build_strategy(...) as s``)
+    to release what its models hold, e.g. a local model server. Given ``parts``, the caller
+    closes them.
+    """
     from ragft.components import Components, build_meter
 
     meter = meter or build_meter(cfg)
-    parts = parts or Components(cfg, meter)
-    return BuildContext(cfg, meter, parts).build(strategy or cfg.strategy.name)
+    if parts is not None:
+        return BuildContext(cfg, meter, parts).build(strategy or cfg.strategy.name)
+    own = Components(cfg, meter)
+    try:
+        built = BuildContext(cfg, meter, own).build(strategy or cfg.strategy.name)
+    except BaseException:
+        own.close()
+        raise
+    built.own(own)
+    return built
 
 
 def from_config(
@@ -217,7 +232,8 @@ def from_config(
     """Build a ready strategy from a TOML file (or a loaded config, or defaults).
 
     ``strategy`` overrides the config's ``[strategy] name``; ``meter`` lets several strategies
-    share one meter (the evaluation harness does).
+    share one meter (the evaluation harness does). The strategy owns the parts built for it:
+    use it as a context manager (or call ``close()``) to release them.
     """
     cfg = config if isinstance(config, RagftConfig) else load_config(config)
     return build_strategy(cfg, strategy=strategy, meter=meter)

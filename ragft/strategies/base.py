@@ -5,8 +5,8 @@ returns a :class:`Draft`; the concrete :meth:`Strategy.answer` wraps it with wha
 must do the same way: open a meter scope so each model call made for this query is collected
 (and tagged with strategy and query), time it, and assemble the :class:`~ragft.answer.Answer`.
 
-Composite strategies (router, cascade, rewrite) call their parts' ``_draft`` inside their own
-scope, so a sub-strategy's calls count once, under the strategy the user asked for.
+Composite strategies (router, cascade) call their parts' public :meth:`Strategy.draft` inside
+their own scope, so a sub-strategy's calls count once, under the strategy the user asked for.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import abc
 import asyncio
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Self
 
 from ragft.answer import Answer, Source
 from ragft.errors import QueryError
 from ragft.metering.meter import Meter, MeteredChatModel
-from ragft.models.base import ChatModel, Message
+from ragft.models.base import ChatModel, Message, SupportsClose
 from ragft.prompts import ABSTAIN_TEXT, REFUSAL_TEXT
 from ragft.route import Route
 
@@ -60,16 +61,25 @@ class Draft:
     retrieved: tuple[Source, ...] = ()
 
 
-@dataclass
 class AnswerStream:
     """Iterate to receive the answer's text as it is generated; afterwards ``answer`` holds
-    the complete :class:`Answer` (usage and cost included)."""
+    the complete :class:`Answer` (usage and cost included).
 
-    _deltas: Iterator[str]
-    answer: Answer | None = field(default=None)
+    Built from the generator that produces it: ``run`` yields the text deltas and *returns*
+    the finished :class:`Answer`. Iterate once (a second iteration yields nothing); ``answer``
+    stays ``None`` when iteration stops early.
+    """
+
+    def __init__(self, run: Generator[str, None, Answer]):
+        self.answer: Answer | None = None
+        self._iterator = self._consume(run)
+
+    def _consume(self, run: Generator[str, None, Answer]) -> Iterator[str]:
+        self.answer = yield from run
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._deltas
+        """Yield text deltas as they arrive."""
+        return self._iterator
 
 
 class Strategy(abc.ABC):
@@ -85,6 +95,7 @@ class Strategy(abc.ABC):
     def __init__(self, *, meter: Meter, name: str | None = None):
         self.meter = meter
         self.name = name or self.kind
+        self._owned: list[SupportsClose] = []
 
     # -- the one abstract method --------------------------------------------------------------
     @abc.abstractmethod
@@ -92,6 +103,12 @@ class Strategy(abc.ABC):
         """Answer ``query``; every model call must go through a metered model."""
 
     # -- concrete behaviour shared by all strategies ---------------------------------------
+    def draft(self, query: str) -> Draft:
+        """This strategy's work on ``query``, inside the caller's meter scope: what a composite
+        strategy (router, cascade) calls on its parts. Use :meth:`answer` for an
+        :class:`Answer` of its own (own scope, calls, latency)."""
+        return self._draft(query)
+
     def answer(self, query: str, *, query_id: str | None = None) -> Answer:
         """Answer one query. Every model call made is in ``Answer.calls``."""
         query = checked_query(query)
@@ -146,15 +163,33 @@ class Strategy(abc.ABC):
     def stream(self, query: str, *, query_id: str | None = None) -> AnswerStream:
         """Stream the answer text. Strategies whose final step is one generator call stream
         it token by token; the others yield the finished text once."""
-        holder = AnswerStream(iter(()))
 
-        def run() -> Iterator[str]:
+        def run() -> Generator[str, None, Answer]:
             answer = self.answer(query, query_id=query_id)
-            holder.answer = answer
             yield answer.text
+            return answer
 
-        holder._deltas = run()
-        return holder
+        return AnswerStream(run())
+
+    # -- lifetime --------------------------------------------------------------------------
+    def own(self, resource: SupportsClose) -> None:
+        """Make :meth:`close` close ``resource`` too (``from_config`` hands a strategy the
+        :class:`~ragft.components.Components` it built for it)."""
+        self._owned.append(resource)
+
+    def close(self) -> None:
+        """Close what this strategy owns, newest first (e.g. a local model server its
+        components started). Calling it twice is harmless; a strategy given its parts by the
+        caller owns nothing, and the caller closes them."""
+        owned, self._owned = self._owned, []
+        for resource in reversed(owned):
+            resource.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

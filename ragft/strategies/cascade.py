@@ -45,7 +45,7 @@ class Cascade(Strategy):
         self.threshold = threshold
 
     def _escalate(self, query: str, why: str) -> Draft:
-        inner = self.fallback._draft(query)
+        inner = self.fallback.draft(query)
         return with_route(
             inner, Route(self.kind, "fallback", f"{why} -> {self.fallback.name}", inner=inner.route)
         )
@@ -53,7 +53,7 @@ class Cascade(Strategy):
     def _draft(self, query: str) -> Draft:
         label = self.first.name
         try:
-            first = self.first._draft(query)
+            first = self.first.draft(query)
         except ModelError as exc:
             return self._escalate(query, f"{label} failed ({type(exc).__name__}: {str(exc)[:80]})")
         conf = first.confidence

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ragft import defaults
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
 from ragft.prompts import BASE_SYSTEM, GENERATOR_SYSTEM
 from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, is_abstention, messages_for, metered
 
-__all__ = ["BaseModel", "FineTuned"]
+__all__ = ["BaseChat", "FineTuned"]
 
 
 class FineTuned(Strategy):
@@ -27,7 +28,7 @@ class FineTuned(Strategy):
         *,
         meter: Meter,
         system_prompt: str = GENERATOR_SYSTEM,
-        max_tokens: int = 400,
+        max_tokens: int = defaults.MAX_TOKENS,
         name: str | None = None,
     ):
         super().__init__(meter=meter, name=name)
@@ -49,13 +50,13 @@ class FineTuned(Strategy):
         )
 
 
-class BaseModel(FineTuned):
+class BaseChat(FineTuned):
     """The base chat model alone: for open-ended requests (drafting, rewriting text) that
     need no company knowledge. Same mechanics as :class:`FineTuned`, different model and prompt."""
 
     kind = "base"
 
-    def __init__(self, model: ChatModel, *, meter: Meter, max_tokens: int = 400, name: str | None = None):
+    def __init__(self, model: ChatModel, *, meter: Meter, max_tokens: int = defaults.MAX_TOKENS, name: str | None = None):
         super().__init__(
             model,
             meter=meter,

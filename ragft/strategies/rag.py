@@ -9,10 +9,12 @@ strategy says it does not know without calling a model at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Generator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ragft import defaults
 from ragft.answer import Answer, Source
 from ragft.metering.meter import Meter
 from ragft.metering.tokens import count_tokens
@@ -61,8 +63,8 @@ class RAG(Strategy):
         *,
         meter: Meter,
         top_k: int | None = None,
-        context_tokens: int = 2000,
-        max_tokens: int = 400,
+        context_tokens: int = defaults.CONTEXT_TOKENS,
+        max_tokens: int = defaults.MAX_TOKENS,
         min_confidence: float = 0.0,
         system_prompt: str = RAG_SYSTEM,
         name: str | None = None,
@@ -170,51 +172,46 @@ class RAG(Strategy):
 
     def stream(self, query: str, *, query_id: str | None = None) -> AnswerStream:
         """Stream the generator's tokens; retrieval happens before the first token."""
-        import time
-
         query = checked_query(query)
-        holder = AnswerStream(iter(()))
+        return AnswerStream(self._streamed(query, query_id))
 
-        def run() -> Iterator[str]:
-            start = time.perf_counter()
-            with self.meter.collect(strategy=self.name, query=query_id or query[:80]) as calls:
-                hits = self.retrieve(query)
-                retrieved = tuple(hit.source for hit in hits)
-                if not hits:
-                    draft = self.generate(query, hits, self.kind)
-                    pieces = [draft.text]
-                    yield draft.text
-                    sources: tuple[Source, ...] = ()
-                    route = draft.route
-                else:
-                    passages, all_sources = self.pack(hits, retrieved)
-                    pieces = []
-                    for delta in self.generator.stream(
-                        self.build_messages(query, passages), max_tokens=self.max_tokens
-                    ):
-                        pieces.append(delta)
-                        yield delta
-                    # The streamed text is already out with the passages' own numbers in its
-                    # [n] markers, so list every passage shown, in that numbering.
-                    sources = tuple(all_sources)
-                    shown = self._route(self.kind, passages, all_sources)
-                    route = replace(shown, detail=shown.detail + " (streamed)")
-            text = "".join(pieces)
-            abstained = is_abstention(text)
-            holder.answer = Answer(
-                text=text,
-                query=query,
-                sources=() if abstained else sources,
-                route=route,
-                strategy=self.name,
-                calls=tuple(calls.records),
-                latency_s=time.perf_counter() - start,
-                abstained=abstained,
-                retrieved=retrieved,
-            )
-
-        holder._deltas = run()
-        return holder
+    def _streamed(self, query: str, query_id: str | None) -> Generator[str, None, Answer]:
+        start = time.perf_counter()
+        with self.meter.collect(strategy=self.name, query=query_id or query[:80]) as calls:
+            hits = self.retrieve(query)
+            retrieved = tuple(hit.source for hit in hits)
+            if not hits:
+                draft = self.generate(query, hits, self.kind)
+                pieces = [draft.text]
+                yield draft.text
+                sources: tuple[Source, ...] = ()
+                route = draft.route
+            else:
+                passages, all_sources = self.pack(hits, retrieved)
+                pieces = []
+                for delta in self.generator.stream(
+                    self.build_messages(query, passages), max_tokens=self.max_tokens
+                ):
+                    pieces.append(delta)
+                    yield delta
+                # The streamed text is already out with the passages' own numbers in its
+                # [n] markers, so list every passage shown, in that numbering.
+                sources = tuple(all_sources)
+                shown = self._route(self.kind, passages, all_sources)
+                route = replace(shown, detail=shown.detail + " (streamed)")
+        text = "".join(pieces)
+        abstained = is_abstention(text)
+        return Answer(
+            text=text,
+            query=query,
+            sources=() if abstained else sources,
+            route=route,
+            strategy=self.name,
+            calls=tuple(calls.records),
+            latency_s=time.perf_counter() - start,
+            abstained=abstained,
+            retrieved=retrieved,
+        )
 
 
 class FineTunedGeneratorRAG(RAG):

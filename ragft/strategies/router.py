@@ -189,5 +189,5 @@ class Router(Strategy):
         target, route = self.decide(query)
         if isinstance(target, str):  # REFUSE
             return Draft(text=REFUSAL_TEXT, route=route, abstained=True, confidence=None)
-        inner = target._draft(query)
+        inner = target.draft(query)
         return with_route(inner, replace(route, inner=inner.route))

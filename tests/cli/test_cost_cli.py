@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import ragft.cli as cli
-from ragft.cli.cost import parse_count, parse_strategy_spec
+from ragft.cli._args import parse_count
+from ragft.cli.cost import parse_strategy_spec
 from ragft.errors import EvaluationError
 from ragft.eval.harness import EvalResult, QuestionRecord, summarize
 

@@ -168,7 +168,7 @@ def test_abandoned_stream_is_billed_as_an_estimate() -> None:
     assert "".join(chat.stream(MSGS)) == "Hello world"
     assert meter.records[-1].usage.source == "reported"
     gen = chat.stream(MSGS)
-    next(gen)
+    next(iter(gen))
     gen.close()  # consumer stops early: no final usage chunk
     last = meter.records[-1]
     assert last.usage.source == "estimated" and last.usage.output_tokens >= 1

@@ -890,7 +890,10 @@ def test_inputs_are_split_into_batches_by_count(
     ]
     route = api.post("/embeddings").mock(side_effect=replies)
 
-    result = OpenAIEmbedder("m", client=client, dimension=dim, batch_size=2).embed(texts)
+    # One request at a time: the replies above are handed out in order.
+    result = OpenAIEmbedder("m", client=client, dimension=dim, batch_size=2, concurrency=1).embed(
+        texts
+    )
 
     assert [sent(route, i)["input"] for i in range(3)] == [texts[0:2], texts[2:4], texts[4:5]]
     for i in range(5):
@@ -911,7 +914,7 @@ def test_a_failed_later_batch_still_meters_the_batches_already_billed(
     ])
     meter = Meter()
     embedder = meter.embedder(OpenAIEmbedder("text-embedding-3-small", client=client, dimension=dim,
-                                             batch_size=2))
+                                             batch_size=2, concurrency=1))
     with pytest.raises(ModelUnavailableError) as err:
         embedder.embed(["a b", "c d", "e f"])
     assert err.value.partial_usage is not None

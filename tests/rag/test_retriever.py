@@ -32,7 +32,7 @@ def test_each_mode_finds_the_matching_section(kb, mode) -> None:
 
 
 def test_hybrid_hits_carry_both_scores_and_the_fused_score(kb) -> None:
-    hits = kb.retriever(mode="hybrid", top_k=4, rrf_k=60).retrieve("parental leave weeks")
+    hits = kb.retriever(mode="hybrid", top_k=4, fusion="rrf", rrf_k=60).retrieve("parental leave weeks")
     top = hits[0]
     assert top.chunk.document_id == "policies/leave.md"
     assert top.dense_score is not None and top.lexical_score is not None
@@ -54,7 +54,7 @@ def test_min_score_applies_to_the_dense_cosine_so_nothing_relevant_is_detectable
 
 
 def test_retrieve_many_embeds_all_queries_in_one_call(kb, embedder) -> None:
-    retriever = kb.retriever(mode="hybrid", top_k=2)
+    retriever = kb.retriever(mode="hybrid", top_k=2, fusion="rrf")
     before = len(embedder.calls)
     queries = ["meal per diem", "webhook retries", "vacation days"]
     many = retriever.retrieve_many(queries)

@@ -10,7 +10,7 @@ from ragft.models.local import ABSTAIN_TEXT
 from ragft.strategies import (
     RAG,
     REFUSAL_TEXT,
-    BaseModel,
+    BaseChat,
     Cascade,
     FineTuned,
     FineTunedGeneratorRAG,
@@ -106,7 +106,7 @@ class FixedClassifier:
 def test_router_dispatches_each_class_and_reports_it(memory, retriever, reader, meter) -> None:
     rag = RAG(retriever, reader, meter=meter)
     ft = FineTuned(memory, meter=meter)
-    base = BaseModel(reader, meter=meter)
+    base = BaseChat(reader, meter=meter)
     verdicts = {
         "What is the meal per diem?": Classification("factual", 0.93, "factual"),
         "How do I request a new laptop?": Classification("procedural", 0.88, "procedural"),
