@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragft.answer import Usage  # noqa: E402
 from ragft.metering.meter import Budget, Ledger, Meter  # noqa: E402
-from ragft.metering.tokens import count_tokens, get_encoding  # noqa: E402
+from ragft.tokens import count_tokens, get_encoding  # noqa: E402
 from ragft.models.base import Completion  # noqa: E402
 from ragft.models.context import Passage, format_context  # noqa: E402
 from ragft.models.local import ExtractiveReader, MiniLMEmbedder  # noqa: E402

@@ -158,9 +158,10 @@ def main() -> None:
           f"learned rewrite f1={rw_metrics['f1']:.3f}")
     promote("rewriter", rw, Gate("f1", identity))
 
-    # 3. A bad retrain: a router on 10 examples (the minimum) for 1 epoch. The gate stops it...
+    # 3. A bad retrain: a router on 10 examples (the minimum), over-regularised. The gate stops it...
     weak_file = write_jsonl(read(files["router"]["train"])[:10], data / "router.weak.jsonl")
-    v2 = register("router", train(manager, "router", weak_file, None, "v2-weak", epochs=1))
+    v2 = register("router", train(manager, "router", weak_file, None, "v2-weak",
+                                  hyperparameters={"l2": 1.0}))  # regularised to near-uniform
     evaluate("router", v2, files["router"]["test"], labels=LABELS)
     if not promote("router", v2, Gate("accuracy", 0.75)):
         # ... an operator forces it through anyway, then rolls back.

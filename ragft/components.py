@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from ragft.finetune.backends import BackendContext
     from ragft.finetune.jobs import FineTuneBackend, JobEvent, JobManager
-    from ragft.finetune.registry import ModelRegistry
+    from ragft.finetune.registry import CorpusIdentity, ModelRegistry
 
 __all__ = [
     "HASHING_PREFIX",
@@ -58,6 +58,7 @@ __all__ = [
     "build_meter",
     "build_retriever",
     "finetune_backend_context",
+    "index_corpus_identity",
     "local_embedding_model",
     "open_knowledge_base",
 ]
@@ -181,16 +182,17 @@ def open_knowledge_base(
     kind: str | None = None,
     create: bool = True,
 ) -> KnowledgeBase:
-    """The knowledge base at ``cfg.index_path`` with the config's chunking and index kind.
+    """The knowledge base at ``cfg.index_path`` with the config's chunking, index kind and
+    store backend (``[index] backend``).
 
     ``embedder`` defaults to :func:`build_embedder`; ``kind`` overrides ``[index] kind``.
     With ``create=False`` a missing index raises before any model is loaded.
     """
-    if not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
-        raise IndexStoreError(
-            f"no knowledge base at {cfg.index_path}; build it with `ragft index` "
-            f"(corpus: {cfg.corpus_path})"
-        )
+    store = None
+    if cfg.index.backend == "pgvector":
+        store = _pgvector_store(cfg, create=create, rebuild=rebuild)
+    elif not create and not rebuild and not VectorIndex.exists(cfg.index_path / INDEX_DIR):
+        raise IndexStoreError(f"no knowledge base at {cfg.index_path}; {cfg.index_hint()}")
     return KnowledgeBase.open(
         cfg.index_path,
         embedder if embedder is not None else build_embedder(cfg, meter),
@@ -199,7 +201,34 @@ def open_knowledge_base(
         chunk_overlap=cfg.index.chunk_overlap,
         create=create,
         rebuild=rebuild,
+        store=store,
     )
+
+
+def _pgvector_store(cfg: RagftConfig, *, create: bool, rebuild: bool) -> Any:
+    """A factory opening the configured pgvector store for the knowledge base's embedder."""
+    dsn = cfg.pg_dsn
+    if not dsn:
+        raise ConfigError(
+            f'[index] backend = "pgvector" needs a PostgreSQL connection string: set the '
+            f"{cfg.index.dsn_env} environment variable (or [index] dsn)"
+        )
+    from ragft.rag.stores.pgvector import PgVectorStore
+
+    def open_store(embedder: Embedder) -> PgVectorStore:
+        return PgVectorStore.open(
+            dsn,
+            embedder=embedder.name,
+            dimension=embedder.dimension,
+            create=create,
+            rebuild=rebuild,
+            table=cfg.index.table,
+            hnsw_m=cfg.index.hnsw_m,
+            hnsw_ef_construction=cfg.index.hnsw_ef_construction,
+            ef_search=cfg.index.hnsw_ef_search,
+        )
+
+    return open_store
 
 
 def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Retriever:
@@ -224,6 +253,26 @@ def build_retriever(cfg: RagftConfig, kb: KnowledgeBase, **overrides: Any) -> Re
         settings["reranker"] = EmbeddingReranker(kb.embedder)
     settings.update(overrides)
     return kb.retriever(**settings)
+
+
+def index_corpus_identity(cfg: RagftConfig, kb: KnowledgeBase | None = None) -> CorpusIdentity | None:
+    """The corpus identity (:class:`~ragft.finetune.registry.CorpusIdentity`) of the index at
+    ``cfg.index_path`` — or of ``kb`` when it is already open; ``None`` without documents.
+
+    Recorded with a model version at training time and compared when the model is resolved
+    for a strategy (:meth:`Components.chat`).
+    """
+    from ragft.finetune.registry import CorpusIdentity
+
+    if kb is not None:
+        index = kb.index
+    else:
+        directory = cfg.index_path / INDEX_DIR
+        if not VectorIndex.exists(directory):
+            return None
+        index = VectorIndex.load(directory)
+    documents = {doc_id: index.document_hash(doc_id) or "" for doc_id in index.document_ids()}
+    return CorpusIdentity.of(documents) if documents else None
 
 
 # --------------------------------------------------------------------------- fine-tuning jobs
@@ -332,8 +381,8 @@ class Components:
             kb = self.knowledge_base()
             if len(kb) == 0:
                 raise IndexStoreError(
-                    f"the index at {self.cfg.index_path} is empty: run `ragft index "
-                    f"{self.cfg.corpus_path}` (or `ragft quickstart`) first"
+                    f"the index at {self.cfg.index_path} is empty: {self.cfg.index_hint()} "
+                    f"(or run `{self.cfg.command('quickstart')}`)"
                 )
             overrides: dict[str, Any] = {}
             if self.cfg.retrieval.rerank == "llm":
@@ -389,10 +438,28 @@ class Components:
                 f"or set [models] in the config to a model id"
             ) from None
 
+    def corpus_identity(self) -> CorpusIdentity | None:
+        """The identity of the configured index's corpus (the open knowledge base's, if any)."""
+        kb = cast("KnowledgeBase | None", self._cache.get("kb"))
+        return self._once("corpus_identity", lambda: index_corpus_identity(self.cfg, kb))
+
+    def _check_corpus(self, ref: str) -> bool:
+        from ragft.finetune.registry import check_corpus
+
+        version = self.registry().version_for(ref)
+        if version is None or version.corpus is None:
+            return True  # nothing recorded: loading the index to compare would be wasted
+        return check_corpus(version, self.corpus_identity(), stacklevel=4)
+
     def chat(self, ref: str) -> ChatModel:
         """The chat model ``ref`` names (a model id or ``registry:NAME``), built once by the
-        builder registered for its prefix (not metered: callers meter it with their purpose)."""
+        builder registered for its prefix (not metered: callers meter it with their purpose).
+
+        A registered version trained against another corpus than the configured index holds
+        warns (:class:`~ragft.finetune.registry.CorpusMismatchWarning`), once per reference.
+        """
         model_id = self.resolve(ref)
+        self._once(f"corpus_check:{ref}", lambda: self._check_corpus(ref))
         return self._once(f"chat:{model_id}", lambda: build_chat_model(model_id, self.env))
 
     def generative(self, ref: str, feature: str) -> ChatModel:

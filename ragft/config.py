@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,6 +81,20 @@ class IndexConfig(_Strict):
     chunk_tokens: int = Field(defaults.CHUNK_TOKENS, ge=32, le=8000)
     chunk_overlap: int = Field(defaults.CHUNK_OVERLAP, ge=0)
     kind: Literal["auto", "flat", "hnsw"] = "auto"
+    #: Where vectors live: FAISS files under ``path`` (one machine), or PostgreSQL + pgvector
+    #: shared by several processes and machines (see the README, "When you outgrow one machine").
+    backend: Literal["faiss", "pgvector"] = "faiss"
+    #: PostgreSQL connection string for ``backend = "pgvector"``. Prefer ``dsn_env``: a
+    #: password in a config file ends up in version control. Never printed.
+    dsn: str | None = Field(None, repr=False)
+    #: Environment variable holding the connection string when ``dsn`` is not set.
+    dsn_env: str = "RAGFT_PG_DSN"
+    #: Prefix of the pgvector tables (``<table>_chunks`` ...): one knowledge base per prefix.
+    table: str = Field("ragft", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    #: pgvector HNSW build parameters (fixed when the tables are created) and query breadth.
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(100, ge=1, le=1000)
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -116,7 +131,9 @@ class RouterConfig(_Strict):
 
     classifier: Literal["trained", "rules", "llm"] = "trained"
     default_route: str = "rag"
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    #: ``None``: the trained router's own threshold, chosen on validation data when it was
+    #: trained (0 for classifiers that have none); a number overrides it.
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
     routes: dict[str, str] = Field(
         default_factory=lambda: {
             "factual": "rag",
@@ -166,6 +183,8 @@ class RagftConfig(_Strict):
     prices: PricesConfig = PricesConfig()
     #: Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
+    #: The config file this was loaded from (absolute), for hints that name it; None = defaults.
+    config_file: str | None = None
     #: Environment snapshot taken at load time; tests pass their own.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -175,6 +194,23 @@ class RagftConfig(_Strict):
         p = Path(value).expanduser()
         # normpath folds "configs/../../x" so messages and outputs show the real location.
         return p if p.is_absolute() else Path(os.path.normpath(Path(self.base_dir) / p))
+
+    def command(self, args: str) -> str:
+        """``ragft ARGS`` as the user should type it to act on *this* configuration: with
+        ``--config`` and the file's absolute path, so it works from any directory."""
+        suffix = f" --config {shlex.quote(self.config_file)}" if self.config_file else ""
+        return f"ragft {args}{suffix}"
+
+    def index_hint(self) -> str:
+        """What to run to build the index, naming only paths that exist (or saying which
+        configured one does not, and where it is set)."""
+        if self.corpus_path.is_dir():
+            return f"run `{self.command('index')}`"
+        where = f"[index] corpus in {self.config_file}" if self.config_file else "[index] corpus"
+        return (
+            f"the corpus directory {self.corpus_path} does not exist: create it, set {where}, "
+            f"or pass a directory: `{self.command('index DIR')}`"
+        )
 
     @property
     def home_path(self) -> Path:
@@ -191,6 +227,11 @@ class RagftConfig(_Strict):
     def corpus_path(self) -> Path:
         """Directory of documents to index."""
         return self.path(self.index.corpus)
+
+    @property
+    def pg_dsn(self) -> str | None:
+        """The pgvector connection string: ``[index] dsn``, else the ``dsn_env`` variable."""
+        return self.index.dsn or self.env.get(self.index.dsn_env) or None
 
     @property
     def api_key(self) -> str | None:
@@ -293,6 +334,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
         base = p.resolve().parent
+        data["config_file"] = str(p.resolve())
         if "base_dir" in data:
             base = (base / data.pop("base_dir")).resolve()
     data["base_dir"] = str(base)

@@ -20,6 +20,8 @@ Tree::
     │   └── UnpricedModelError (KeyError)   model missing from the price table
     ├── BudgetExceededError                 a call would exceed a configured budget
     ├── IndexStoreError                     index missing, corrupt or mismatched
+    │   ├── MassRemovalError                a sync would remove most documents; not applied
+    │   └── IndexBusyError                  another process is writing the index
     ├── DocumentError (ValueError)          a document could not be loaded
     ├── TrainingDataError (ValueError)      training JSONL failed validation
     ├── FineTuneError                       fine-tuning job problems
@@ -47,7 +49,9 @@ __all__ = [
     "EvaluationError",
     "FineTuneBackendUnavailable",
     "FineTuneError",
+    "IndexBusyError",
     "IndexStoreError",
+    "MassRemovalError",
     "JobFailedError",
     "ModelError",
     "ModelNotFoundError",
@@ -157,6 +161,19 @@ class BudgetExceededError(RagftError):
 
 class IndexStoreError(RagftError):
     """The vector index on disk is missing, corrupt, or built with a different embedder."""
+
+
+class MassRemovalError(IndexStoreError):
+    """A sync would remove every indexed document or more than half of them, which is what a
+    wrong or empty corpus directory looks like; nothing was changed. ``removed`` lists them."""
+
+    def __init__(self, message: str, *, removed: Sequence[str] = ()):
+        super().__init__(message)
+        self.removed = tuple(removed)
+
+
+class IndexBusyError(IndexStoreError):
+    """Another process holds the index's writer lock (raised when not waiting for it)."""
 
 
 class DocumentError(RagftError, ValueError):

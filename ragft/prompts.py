@@ -7,7 +7,7 @@ constants from here, and a test checks that the messages they produce are identi
 
 * :data:`GENERATOR_SYSTEM` — ``finetune.data.generator_examples`` and ``FineTuned``;
 * :data:`REWRITER_SYSTEM` — ``finetune.data.rewriter_examples`` and ``RewriteRAG``;
-* :func:`router_system_prompt` — ``finetune.data.router_examples`` and ``TrainedClassifier``;
+* :data:`ROUTER_SYSTEM` — ``finetune.data.router_examples`` and ``TrainedClassifier``;
 * :data:`RAG_SYSTEM` (``RAG``, ``FineTunedGeneratorRAG``), :data:`BASE_SYSTEM` (``BaseChat``)
   and :func:`classifier_prompt` (the zero-shot ``LLMClassifier``) are not trained.
 
@@ -27,9 +27,8 @@ __all__ = [
     "RAG_SYSTEM",
     "REFUSAL_TEXT",
     "REWRITER_SYSTEM",
-    "ROUTER_SYSTEM_PREFIX",
+    "ROUTER_SYSTEM",
     "classifier_prompt",
-    "router_system_prompt",
 ]
 
 #: What ragft answers when the documents (or a local model's training) do not cover a question.
@@ -54,8 +53,10 @@ REWRITER_SYSTEM = (
     "Reply with the rewritten query only."
 )
 
-#: How the trained router's system prompt starts (the labels follow, comma-separated).
-ROUTER_SYSTEM_PREFIX = "Classify the user's query into exactly one of these labels:"
+#: The trained router's system prompt, in training examples and at query time. It does not
+#: list the labels: a fine-tuned classifier learns them from its examples, and a list repeated
+#: in every example is paid for in every example (over 150 labels, ~500 tokens each).
+ROUTER_SYSTEM = "Classify the user's query. Reply with its label only."
 
 #: The generator over retrieved context (RAG and pattern 1): passages are data, not orders.
 RAG_SYSTEM = (
@@ -67,15 +68,6 @@ RAG_SYSTEM = (
 
 #: The base model alone, for open-ended requests that need no company knowledge.
 BASE_SYSTEM = "You are a helpful, concise assistant."
-
-
-def router_system_prompt(labels: "list[str] | tuple[str, ...]") -> str:
-    """The trained router's system prompt, naming every allowed label in the order given.
-
-    The order is part of the prompt: list the labels at query time (the config's
-    ``[strategy.router] routes``) in the order the training file was built with.
-    """
-    return f"{ROUTER_SYSTEM_PREFIX} {', '.join(dict.fromkeys(labels))}. Reply with the label only."
 
 
 def classifier_prompt(

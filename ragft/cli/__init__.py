@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
@@ -99,9 +100,23 @@ def _silence_stdout() -> None:
         pass
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    # ragft's own warnings (a model trained on another corpus, a retired model, a skipped
+    # document) are messages for the user: one line like the errors', not a source location.
+    if category.__module__.startswith("ragft"):
+        print(f"ragft: warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ragft`` console script; returns the exit code."""
-    with _redacted_output():
+    with _redacted_output(), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

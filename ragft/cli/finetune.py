@@ -19,6 +19,7 @@ from ragft.components import (
     backend_of_job,
     build_job_manager,
     finetune_backend_context,
+    index_corpus_identity,
 )
 from ragft.config import RagftConfig, load_config
 from ragft.errors import FineTuneError
@@ -93,6 +94,8 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--backend", choices=backend_names(), help="default: config provider")
     sp.add_argument("--epochs", default="auto", help="number of epochs or 'auto' (default)")
     sp.add_argument("--seed", type=int, help="training seed")
+    sp.add_argument("--l2", help="local router: L2 regularisation strength, e.g. 1e-4 "
+                    "(default 'auto': chosen on validation data)")
     sp.add_argument("--purpose", choices=PURPOSES,
                     help="what the model is for (default: detected from the file)")
     sp.add_argument("--wait", action="store_true", help="follow the job until it ends")
@@ -269,11 +272,26 @@ def _estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_hyperparameters(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """``--l2`` as a job hyperparameter: the local router's regularisation (checked by its
+    trainer); other backends have no such knob, so it is refused before anything is sent."""
+    if args.l2 is None:
+        return {}
+    if backend != "local":
+        raise FineTuneError(f"--l2 sets the local router's regularisation; the {backend} "
+                            "backend has no such hyperparameter (drop --l2)")
+    from ragft.finetune.trainers.router import parse_l2
+
+    l2 = parse_l2(args.l2)
+    return {"l2": "auto" if l2 is None else l2}
+
+
 def _start(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     backend = args.backend or cfg.provider
     spec = backend_spec(backend)
     epochs = _epochs(args.epochs)
+    hyperparameters = _local_hyperparameters(args, backend)
     if spec.priced:
         from ragft.components import build_meter
         from ragft.finetune.data import estimate_training
@@ -287,7 +305,7 @@ def _start(args: argparse.Namespace) -> int:
         print("training locally...", file=sys.stderr)
     job = manager.start(args.file, model=args.model, suffix=args.suffix,
                         validation_file=args.validation_file, epochs=epochs,  # type: ignore[arg-type]
-                        seed=args.seed, purpose=args.purpose)
+                        seed=args.seed, purpose=args.purpose, hyperparameters=hyperparameters)
     if job.attempts:
         print(f"previous attempt(s) {', '.join(job.attempts)} ended without a model; "
               f"started {job.job_id}", file=sys.stderr)
@@ -328,6 +346,7 @@ def _register_result(cfg: RagftConfig, name: str, job: TrackedJob, status: JobSt
         training_file_sha256=job.training_sha256 or None,
         metrics=status.metrics,
         backend=job.backend,
+        corpus=index_corpus_identity(cfg),  # the knowledge base it was trained beside
     )
     print(f"registered {name} version {version.version} ({version.model_id}); promote it with "
           f"`ragft models promote {name} {version.version}`")

@@ -9,8 +9,8 @@ from typing import Any
 
 from ragft.cli._args import question_text
 from ragft.components import build_meter, build_retriever, open_knowledge_base
-from ragft.config import load_config
-from ragft.errors import ConfigError
+from ragft.config import RetrievalConfig, load_config
+from ragft.errors import ConfigError, DocumentError
 from ragft.metering.meter import RollUp
 
 __all__ = ["register", "run_index", "run_search"]
@@ -23,13 +23,29 @@ def register(subparsers: Any) -> None:
         help="build or update the knowledge base from a corpus directory",
         description="Sync the index with a corpus directory: only added or changed documents "
         "are chunked and embedded (cached embeddings are reused), then the index is saved "
-        "atomically.",
+        "atomically. Unreadable files are skipped and listed; the exit status is then 1.",
     )
     p.add_argument("dir", nargs="?", help="corpus directory (default: the config's [index] corpus)")
     p.add_argument("--config", help="TOML config file (default: built-in defaults)")
     p.add_argument("--rebuild", action="store_true", help="start from an empty index")
     p.add_argument("--kind", choices=("auto", "flat", "hnsw"), help="vector index structure")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--allow-removal",
+        action="store_true",
+        help="allow a sync that removes all indexed documents or more than half of them "
+        "(refused otherwise: it is what a wrong or empty corpus directory looks like)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable file instead of skipping it",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another process is writing this index (default: wait for it)",
+    )
     p.set_defaults(func=run_index)
 
     s = subparsers.add_parser(
@@ -57,7 +73,12 @@ def run_index(args: argparse.Namespace) -> int:
     meter = build_meter(cfg)
     kb = open_knowledge_base(cfg, meter, rebuild=args.rebuild, kind=args.kind)
     corpus = cfg.path(args.dir) if args.dir else cfg.corpus_path
-    report = kb.sync(corpus, progress=not args.quiet)
+    if not args.dir and not corpus.is_dir():
+        raise DocumentError(cfg.index_hint())
+    report = kb.sync(
+        corpus, progress=not args.quiet, strict=args.strict, allow_removal=args.allow_removal,
+        wait=not args.no_wait,
+    )
     roll = meter.rollup()["all"] if meter.records else RollUp()
     print(
         f"added {len(report.added)}, changed {len(report.changed)}, "
@@ -67,12 +88,35 @@ def run_index(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         stats = kb.stats()
+        where = (
+            f"pgvector table {stats['table']!r} on {stats['server']}"
+            if "server" in stats
+            else str(stats["path"])
+        )
         print(
             f"index: {stats['chunks']} chunks from {stats['documents']} documents, "
-            f"{stats['kind']} ({stats['embedder']}) at {stats['path']}",
+            f"{stats['kind']} ({stats['embedder']}) at {where}",
             file=sys.stderr,
         )
+    for skip in report.skipped:
+        print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    if report.problems:
+        print(
+            f"ragft: {len(report.problems)} file(s) could not be read (listed above); their "
+            "previously indexed versions, if any, were kept",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _top_k_bounds() -> tuple[int, int]:
+    """The bounds of ``[retrieval] top_k``, read from the config model (defined once there)."""
+    low, high = 1, 100
+    for rule in RetrievalConfig.model_fields["top_k"].metadata:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return int(low), int(high)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -84,8 +128,12 @@ def run_search(args: argparse.Namespace) -> int:
     if args.mode:
         overrides["mode"] = args.mode
     if args.top_k is not None:
-        if args.top_k < 1:
-            raise ConfigError(f"-k/--top-k must be at least 1, got {args.top_k}")
+        low, high = _top_k_bounds()
+        if not low <= args.top_k <= high:
+            raise ConfigError(
+                f"-k/--top-k must be at least {low} and at most {high} (the limit of "
+                f"[retrieval] top_k, which `ragft ask` uses), got {args.top_k}"
+            )
         overrides["top_k"] = args.top_k
     retriever = build_retriever(cfg, kb, **overrides)
     hits = retriever.retrieve(args.query)

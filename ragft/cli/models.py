@@ -114,7 +114,7 @@ def _register(args: argparse.Namespace) -> int:
     registry = _registry(cfg)
     metrics = _parse_metrics(args.metric)
     if args.job:
-        from ragft.components import backend_of_job, build_job_manager
+        from ragft.components import backend_of_job, build_job_manager, index_corpus_identity
 
         job = build_job_manager(cfg, backend_of_job(args.job)).get(args.job)
         if job.status is None or job.status.status != "succeeded":
@@ -126,7 +126,8 @@ def _register(args: argparse.Namespace) -> int:
             base_model=args.base_model or job.status.model,
             purpose=args.purpose or job.purpose or "generator", job_id=job.job_id,
             training_file_sha256=job.training_sha256 or None,
-            metrics={**job.status.metrics, **metrics}, backend=job.backend)
+            metrics={**job.status.metrics, **metrics}, backend=job.backend,
+            corpus=index_corpus_identity(cfg))
     else:
         version = registry.register(
             args.name, model_id=args.model_id, base_model=args.base_model or "unknown",

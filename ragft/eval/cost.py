@@ -27,7 +27,7 @@ from typing import Any, Literal
 from ragft.errors import EvaluationError
 from ragft.eval.harness import EvalResult
 from ragft.metering.prices import PriceTable
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 from ragft.serialize import to_record
 
 __all__ = [

@@ -33,13 +33,12 @@ from ragft.errors import ConfigError, FineTuneError, ModelRetiredError, Training
 from ragft.serialize import to_record
 from ragft.storage import atomic_write_text
 from ragft.metering.prices import ModelPrice, PriceTable
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 # The training prompts are the serving prompts: both come from ragft.prompts (re-exported here).
 from ragft.prompts import (
     GENERATOR_SYSTEM,
     REWRITER_SYSTEM,
-    ROUTER_SYSTEM_PREFIX,
-    router_system_prompt,
+    ROUTER_SYSTEM,
 )
 from ragft.textutil import content_words
 
@@ -51,7 +50,7 @@ __all__ = [
     "MIN_EXAMPLES",
     "PURPOSES",
     "REWRITER_SYSTEM",
-    "ROUTER_SYSTEM_PREFIX",
+    "ROUTER_SYSTEM",
     "DataProblem",
     "Example",
     "Purpose",
@@ -69,7 +68,6 @@ __all__ = [
     "read_jsonl",
     "rewriter_examples",
     "router_examples",
-    "router_system_prompt",
     "split_examples",
     "validate_examples",
     "validate_file",
@@ -93,6 +91,10 @@ ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 ALLOWED_MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 )
+
+
+#: How router files built before the label list left the prompt begin (still recognised).
+_LISTING_ROUTER_PREFIX = "Classify the user's query into exactly one of these labels:"
 
 
 # --------------------------------------------------------------------------- builders
@@ -171,8 +173,10 @@ def router_examples(
     """Chat examples teaching a classifier: the assistant's reply is exactly the label.
 
     Every label must be one of ``labels`` (a typo in the data would otherwise silently create
-    a new class). The default system prompt lists the labels, which also lets
-    :func:`detect_purpose` recognise the file.
+    a new class). The default system prompt is :data:`~ragft.prompts.ROUTER_SYSTEM` — what
+    ``TrainedClassifier`` sends at query time, and what lets :func:`detect_purpose` recognise
+    the file. It does not list the labels: the model learns them from the examples, and a
+    list repeated in every example is billed in every example.
     """
     if not labels:
         raise TrainingDataError("router_examples needs a non-empty list of labels")
@@ -188,7 +192,7 @@ def router_examples(
         raise TrainingDataError(
             f"{len(bad)} unknown label(s):\n" + "\n".join(f"  {p}" for p in bad[:20]), bad
         )
-    prompt = system if system is not None else router_system_prompt(allowed)
+    prompt = system if system is not None else ROUTER_SYSTEM
     return [_chat(prompt, q, lab) for q, lab in pairs]
 
 
@@ -318,7 +322,8 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
 
     ``{"query", "passage"}`` rows are embedding-adapter pairs. Chat files written by this
     module's builders are recognised by their system prompt. Otherwise: a file whose replies
-    come from a small set of one-word labels is a router; one whose replies repeat most of the
+    are one-word labels that repeat (on average three times or more, any number of distinct
+    labels) is a router; one whose replies repeat most of the
     user's words (query + expansion) is a rewriter; anything else is a generator. Pass the
     purpose explicitly when the guess could be wrong.
     """
@@ -328,7 +333,7 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     if "messages" not in first and "query" in first and ("passage" in first or "positive" in first):
         return "adapter"
     system = message_text(first, "system")
-    if system.startswith(ROUTER_SYSTEM_PREFIX):
+    if system == ROUTER_SYSTEM or system.startswith(_LISTING_ROUTER_PREFIX):
         return "router"
     if system == REWRITER_SYSTEM:
         return "rewriter"
@@ -337,7 +342,9 @@ def detect_purpose(examples: Sequence[Mapping[str, Any]]) -> Purpose:
     replies = [message_text(ex, "assistant", last=True).strip() for ex in examples]
     distinct = set(replies)
     label_like = all(r and len(r.split()) == 1 and len(r) <= 40 for r in replies)
-    if label_like and len(distinct) <= max(2, min(50, len(replies) // 3)):
+    # Labels repeat (on average three times or more) however many there are: a 150-intent
+    # set is as much a router as a 4-class one. One-word *answers* rarely repeat that often.
+    if label_like and len(distinct) <= max(2, len(replies) // 3):
         return "router"
     recalls = []
     for ex, reply in zip(examples, replies, strict=True):

@@ -206,11 +206,13 @@ def job_key(
     epochs: int | str,
     seed: int | None,
     validation_sha256: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
 ) -> str:
     """SHA-256 identifying a job by what defines it; equal inputs -> the same job.
 
-    The validation file's hash is part of it too (a different validation set is a different
-    job), but ``None`` keeps the key of jobs without one unchanged.
+    The validation file's hash and hyperparameters beyond the epochs are part of it too (a
+    different validation set or ``l2`` is a different job), but ``None`` keeps the key of jobs
+    without them unchanged.
     """
     parts: dict[str, Any] = {
         "backend": backend,
@@ -222,6 +224,8 @@ def job_key(
     }
     if validation_sha256:
         parts["validation_sha256"] = validation_sha256
+    if hyperparameters:
+        parts["hyperparameters"] = dict(hyperparameters)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -255,6 +259,7 @@ class TrackedJob:
     usage_recorded: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fine_tuned_model(self) -> str | None:
@@ -263,7 +268,10 @@ class TrackedJob:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the on-disk format)."""
-        return {**to_record(self), "format": 1}
+        record = {**to_record(self), "format": 1}
+        if not self.hyperparameters:  # added later: written only when set, old records unchanged
+            del record["hyperparameters"]
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
@@ -368,6 +376,7 @@ class JobManager:
         seed: int | None = None,
         purpose: str | None = None,
         validate: bool = True,
+        hyperparameters: Mapping[str, Any] | None = None,
     ) -> TrackedJob:
         """Start (or resume) the job defined by these inputs and return its record.
 
@@ -377,6 +386,8 @@ class JobManager:
         key exists — when a previous run crashed *while* creating, the backend is first asked
         for a job tagged with this key. A previous attempt that failed or was cancelled is kept
         in ``attempts`` and a new job is created from the already uploaded files.
+        ``hyperparameters`` are passed to the backend beside ``n_epochs`` (e.g. the local
+        router's ``{"l2": 1e-4}``).
         """
         training_path = Path(training_file)
         if not training_path.is_file():
@@ -396,6 +407,7 @@ class JobManager:
             epochs=epochs,
             seed=seed,
             validation_sha256=val_sha,
+            hyperparameters=hyperparameters,
         )
         # The lock stops two processes from racing to create the same job.
         with locked(self._path(key)):
@@ -427,6 +439,7 @@ class JobManager:
                     validation_path=str(validation_path.resolve()) if validation_path else None,
                     validation_sha256=val_sha,
                     created_at=now,
+                    hyperparameters=dict(hyperparameters or {}),
                 )
             self.backend.check_model(model)
             if job.purpose is None:
@@ -479,7 +492,7 @@ class JobManager:
                 validation_file=job.validation_file_id,
                 suffix=job.suffix,
                 seed=job.seed,
-                hyperparameters={"n_epochs": job.epochs},
+                hyperparameters={**job.hyperparameters, "n_epochs": job.epochs},
                 metadata=metadata,
             )
         except FineTuneBackendUnavailable:

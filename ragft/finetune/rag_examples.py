@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ragft.errors import TrainingDataError
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 from ragft.models.context import Passage, format_context, pack_passages
 from ragft.prompts import ABSTAIN_TEXT, RAG_SYSTEM
 from ragft.answer_metrics import normalize_answer

@@ -12,13 +12,21 @@ readers never lock and always see a complete file.
 :func:`evaluate_model` produces the held-out metrics the gate checks: exact match and token F1
 against the training file's assistant messages (:mod:`ragft.answer_metrics`), plus label
 accuracy for routers.
+
+A version can record the *corpus* it was trained against (:class:`CorpusIdentity`: a
+fingerprint of the knowledge base's document ids and content hashes). :func:`check_corpus`
+compares it with the index a strategy is about to use and warns
+(:class:`CorpusMismatchWarning`) when they differ: a fine-tuned model (a router, a generator,
+a LoRA adapter) learned one set of documents and would silently serve another. Every backend
+records and checks identities through these two names.
 """
 
 from __future__ import annotations
 
 import builtins
-
+import hashlib
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +42,14 @@ from ragft.prompts import ABSTAIN_TEXT
 
 __all__ = [
     "REGISTRY_PREFIX",
+    "CorpusIdentity",
+    "CorpusMismatchWarning",
     "Gate",
     "GateResult",
     "ModelRegistry",
     "ModelVersion",
     "VersionStatus",
+    "check_corpus",
     "evaluate_model",
 ]
 
@@ -48,6 +59,43 @@ REGISTRY_PREFIX = "registry:"
 #: ``archived``: was promoted, replaced by a newer promotion. ``rolled_back``: was promoted
 #: and withdrawn by a rollback.
 VersionStatus = Literal["candidate", "promoted", "archived", "rolled_back"]
+
+
+class CorpusMismatchWarning(UserWarning):
+    """A registered model is used against another corpus than the one it was trained on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusIdentity:
+    """Which documents a knowledge base held: a SHA-256 over its sorted ``(document id,
+    content hash)`` pairs, and how many there were (for a readable warning)."""
+
+    fingerprint: str
+    documents: int
+
+    @classmethod
+    def of(cls, documents: Mapping[str, str]) -> CorpusIdentity:
+        """The identity of ``documents`` (document id -> content hash); order does not matter."""
+        digest = hashlib.sha256()
+        for doc_id, content_hash in sorted(documents.items()):
+            digest.update(f"{doc_id}\x00{content_hash}\n".encode())
+        return cls(digest.hexdigest(), len(documents))
+
+    def describe(self) -> str:
+        """``"58 documents (fingerprint 1a2b3c4d5e6f)"``."""
+        plural = "" if self.documents == 1 else "s"
+        return f"{self.documents} document{plural} (fingerprint {self.fingerprint[:12]})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"fingerprint": self.fingerprint, "documents": self.documents}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CorpusIdentity | None:
+        """Inverse of :meth:`to_dict`; ``None`` for a version registered without one."""
+        if not data:
+            return None
+        return cls(str(data["fingerprint"]), int(data["documents"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +113,7 @@ class ModelVersion:
     created_at: float = 0.0
     status: VersionStatus = "candidate"
     backend: str | None = None
+    corpus: CorpusIdentity | None = None
 
     @property
     def ref(self) -> str:
@@ -72,8 +121,11 @@ class ModelVersion:
         return f"{REGISTRY_PREFIX}{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return to_record(self)
+        """A JSON-ready dict (``corpus`` only when recorded: older records keep their shape)."""
+        record = to_record(self)
+        if self.corpus is None:
+            del record["corpus"]
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
@@ -163,8 +215,13 @@ class ModelRegistry:
         training_file_sha256: str | None = None,
         metrics: Mapping[str, float] | None = None,
         backend: str | None = None,
+        corpus: CorpusIdentity | None = None,
     ) -> ModelVersion:
-        """Add a new version of ``name`` (numbered 1, 2, ...) as a candidate."""
+        """Add a new version of ``name`` (numbered 1, 2, ...) as a candidate.
+
+        ``corpus`` is the knowledge base the model was trained against, when there is one;
+        :func:`check_corpus` compares it with the index the model is later used with.
+        """
         if not name or any(c in name for c in ":@/ "):
             raise RegistryError(f"model name {name!r} must be non-empty without ':', '@', '/' "
                                 "or spaces")
@@ -184,6 +241,7 @@ class ModelRegistry:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 created_at=float(self.clock()),
                 backend=backend,
+                corpus=corpus,
             )
             entry["versions"].append(version.to_dict())
             atomic_write_json(self.path, data)
@@ -329,8 +387,13 @@ class ModelRegistry:
 
         Anything not starting with ``registry:`` is already a model id and is returned as is.
         """
+        version = self.version_for(ref)
+        return ref if version is None else version.model_id
+
+    def version_for(self, ref: str) -> ModelVersion | None:
+        """The version ``registry:NAME[@N]`` names (``None`` for a plain model id)."""
         if not ref.startswith(REGISTRY_PREFIX):
-            return ref
+            return None
         spec = ref[len(REGISTRY_PREFIX):]
         name, _, number = spec.partition("@")
         if not name:
@@ -342,7 +405,32 @@ class ModelRegistry:
             except ValueError:
                 raise RegistryError(f"bad version in {ref!r}: {number!r} is not a number") \
                     from None
-        return self.get(name, version).model_id
+        return self.get(name, version)
+
+
+# --------------------------------------------------------------------------- corpus identity
+
+
+def check_corpus(version: ModelVersion, current: CorpusIdentity | None, *,
+                 stacklevel: int = 2) -> bool:
+    """Whether ``version`` was trained against the corpus ``current`` identifies.
+
+    Warns with :class:`CorpusMismatchWarning` (and returns ``False``) when both identities are
+    known and differ. A version registered without one, or no index to compare with, is
+    assumed to match: there is nothing to say.
+    """
+    if version.corpus is None or current is None or version.corpus == current:
+        return True
+    warnings.warn(
+        f"model {version.name}@{version.version} ({version.model_id}) was trained against "
+        f"a corpus of {version.corpus.describe()}, but the index it is used with holds "
+        f"{current.describe()}; its answers may refer to documents that changed or are "
+        f"missing. Retrain it on the current corpus (and register the new version), or "
+        f"point the config at the index it was trained for",
+        CorpusMismatchWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return False
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -23,7 +23,7 @@ from typing import Any
 from ragft.answer import CallRecord, Usage
 from ragft.errors import BudgetExceededError, ConfigError, ModelError
 from ragft.metering.prices import PriceTable
-from ragft.metering.tokens import count_chat_tokens, count_tokens, estimate_chat_usage
+from ragft.tokens import count_chat_tokens, count_tokens, estimate_chat_usage
 from ragft.models.base import (
     ChatModel,
     ChatStream,

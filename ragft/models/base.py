@@ -176,10 +176,16 @@ class SupportsClose(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Embeddings:
-    """Vectors for a batch of texts (rows in input order, float32) and the call's usage."""
+    """Vectors for a batch of texts (rows in input order, float32) and the call's usage.
+
+    ``truncated`` lists the rows whose text was longer than the model's input window
+    (``window`` tokens) and was cut before embedding, so callers can say so.
+    """
 
     vectors: np.ndarray
     usage: Usage
+    truncated: tuple[int, ...] = ()
+    window: int | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2:

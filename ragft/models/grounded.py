@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ragft.metering.tokens import estimate_chat_usage
+from ragft.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Message
 from ragft.models.context import last_user_message, parse_context, split_question
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ragft.answer import Usage
 from ragft.errors import ModelError
-from ragft.metering.tokens import count_tokens, estimate_chat_usage
+from ragft.tokens import count_tokens, estimate_chat_usage
 from ragft.models.base import Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import (
     last_user_message,
@@ -133,7 +133,8 @@ class MiniLMEmbedder:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[idx] = pooled / np.clip(norms, 1e-12, None)
         usage = Usage(model=self.name, kind="embedding", embedding_tokens=int(lengths.sum()))
-        return Embeddings(out, usage)
+        truncated = tuple(i for i, e in enumerate(encodings) if e.overflowing)
+        return Embeddings(out, usage, truncated=truncated, window=self.max_length)
 
 
 class HashingEmbedder:

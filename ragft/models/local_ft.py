@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ragft.errors import ModelError, ModelNotFoundError
-from ragft.metering.tokens import estimate_chat_usage
+from ragft.tokens import estimate_chat_usage
 from ragft.models.base import ChatModel, Completion, Embedder, Embeddings, EmbedKind, Message
 from ragft.models.context import last_user_message
 from ragft.prompts import ABSTAIN_TEXT
@@ -312,7 +312,8 @@ def rewrite_query(
 
 
 class LocalRouterModel(_LocalChatModel):
-    """Softmax classifier over embeddings: ``text`` is the label, ``score`` its probability."""
+    """Softmax classifier over embeddings: ``text`` is the label, ``score`` its probability;
+    ``min_score`` is the threshold stored at training time."""
 
     def __init__(
         self,
@@ -328,6 +329,10 @@ class LocalRouterModel(_LocalChatModel):
         self.weights = np.asarray(weights, dtype=np.float64)
         self.bias = np.asarray(bias, dtype=np.float64)
         self.labels = list(labels)
+        stored = self.manifest.get("min_score")
+        #: The routing threshold chosen on validation data at training time (``None`` for a
+        #: model trained before thresholds were stored).
+        self.min_score: float | None = None if stored is None else float(stored)
 
     def probabilities(self, text: str) -> dict[str, float]:
         """Probability of every label for ``text``."""

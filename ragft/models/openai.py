@@ -205,7 +205,7 @@ def _reported_usage(raw: Any, model: str) -> Usage | None:
 def _estimated_usage(messages: Sequence[Message], text: str, model: str) -> Usage:
     # Imported here so this module loads even where metering is unavailable; only responses
     # without usage need it.
-    from ragft.metering.tokens import estimate_chat_usage
+    from ragft.tokens import estimate_chat_usage
 
     return estimate_chat_usage(model, messages, text)
 
@@ -555,7 +555,7 @@ class OpenAIEmbedder:
 
     def _token_counts(self, texts: Sequence[str]) -> list[int]:
         # Lazy for the same reason as _estimated_usage: metering is another layer's module.
-        from ragft.metering.tokens import count_tokens
+        from ragft.tokens import count_tokens
 
         counts: list[int] = []
         for i, text in enumerate(texts):

@@ -8,6 +8,9 @@ below it each hold one concept:
 * :mod:`~ragft.rag.embedcache` — an on-disk embedding cache: unchanged text is never re-embedded;
 * :mod:`~ragft.rag.index` — the persisted FAISS vector index (atomic saves, per-document updates);
 * :mod:`~ragft.rag.bm25` — the lexical index;
+* :mod:`~ragft.rag.hits` — the :class:`Hit` value, the reranker protocol, rank fusion and
+  score scaling (shared by the retriever, the rerankers and query rewriting);
+* :mod:`~ragft.rag.snippets` — the short excerpt an answer's source shows;
 * :mod:`~ragft.rag.retriever` — dense, BM25 and hybrid retrieval returning :class:`Hit`;
 * :mod:`~ragft.rag.rerank` — optional second-stage rerankers.
 
@@ -39,7 +42,7 @@ _HOMES = {
     "load_directory": "ragft.rag.documents",
     "KnowledgeBase": "ragft.rag.knowledge",
     "SyncReport": "ragft.rag.knowledge",
-    "Hit": "ragft.rag.retriever",
+    "Hit": "ragft.rag.hits",
     "Retriever": "ragft.rag.retriever",
 }
 

@@ -25,7 +25,7 @@ from typing import Any
 import tiktoken
 
 from ragft.errors import ConfigError
-from ragft.metering.tokens import encoding_for_model
+from ragft.tokens import encoding_for_model
 from ragft.rag.documents import Document
 from ragft.serialize import from_record, to_record
 from ragft.textutil import split_sentences

@@ -55,21 +55,61 @@ class EmbeddingCache:
 
     def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
         self.path = Path(path)
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        # Opened on first use: building a cache (e.g. for `ragft ask` before any `ragft
+        # index`) must not leave an empty index folder behind.
+        self._connection: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout_s, check_same_thread=False, isolation_level=None
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable enough for a cache: a lost tail only means re-embedding.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable enough for a cache: a lost tail only means re-embedding.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise IndexStoreError(
-                f"embedding cache {self.path} is unusable ({exc}); delete the file "
-                "(it only holds cached vectors) and run `ragft index` again"
+                f"embedding cache {self.path} is unusable ({exc}); run `ragft index --rebuild`, "
+                "which replaces it (it only holds cached vectors)"
             ) from exc
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self._connection = self._open()
+        return self._connection
+
+    def repair(self) -> bool:
+        """Check the file (SQLite ``quick_check``) and, when it is damaged (truncated,
+        overwritten), move it aside as ``<name>.damaged`` and start an empty cache.
+
+        Returns whether the cache was replaced. Only vectors are lost, and they are
+        re-embedded on demand; ``ragft index --rebuild`` calls this.
+        """
+        with self._lock:
+            try:
+                rows = self._conn.execute("PRAGMA quick_check").fetchall()
+                if rows == [("ok",)]:
+                    return False
+            except (IndexStoreError, sqlite3.DatabaseError):
+                pass
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            for side in (self.path, *self.path.parent.glob(f"{self.path.name}-*")):
+                if side.exists():
+                    side.replace(side.with_name(side.name + ".damaged"))
+            self._connection = self._open()
+            return True
 
     def get_many(
         self, model: str, keys: Iterable[str], *, kind: str = "document", dim: int | None = None
@@ -97,7 +137,8 @@ class EmbeddingCache:
                         found[key] = np.frombuffer(blob, dtype=np.float32)
         except sqlite3.DatabaseError as exc:
             raise IndexStoreError(
-                f"embedding cache {self.path} could not be read ({exc}); delete it and re-index"
+                f"embedding cache {self.path} could not be read ({exc}); run `ragft index "
+                "--rebuild`, which replaces it"
             ) from exc
         return found
 
@@ -133,9 +174,11 @@ class EmbeddingCache:
             return int(self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
     def close(self) -> None:
-        """Close the connection (the object is unusable afterwards)."""
+        """Close the connection (a later use opens it again)."""
         with self._lock:
-            self._conn.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 class CacheStats:
@@ -157,6 +200,8 @@ class CachedEmbedder:
 
     Only cache misses reach ``inner`` (in one call, duplicates in the batch embedded once);
     the returned usage is that call's usage, or zero tokens when everything was cached.
+    The wrapper exposes only the embedder protocol; a backend's own attributes (batch size,
+    meter) are reached explicitly through :attr:`inner`.
     ``cache_queries`` also caches ``kind="query"`` texts (off by default, see the module doc).
     """
 
@@ -192,18 +237,17 @@ class CachedEmbedder:
         self.stats.hits += len(texts) - len(missing)
         usage = Usage(model=self.name, kind="embedding")
         fresh: dict[str, np.ndarray] = {}
+        cut: set[str] = set()
+        window = None
         if missing:
             result = self.inner.embed(list(missing.values()), kind=kind)
-            usage = result.usage
+            usage, window = result.usage, result.window
             fresh = dict(zip(missing, result.vectors, strict=True))
+            missing_keys = list(missing)
+            cut = {missing_keys[i] for i in result.truncated}
             self.cache.put_many(self.name, fresh, kind=kind)
         out = np.empty((len(texts), dim), dtype=np.float32)
         for row, key in enumerate(keys):
             out[row] = fresh[key] if key in fresh else cached[key]
-        return Embeddings(out, usage)
-
-    def __getattr__(self, item: str) -> object:
-        # Backend extras (batch_size, meter) stay reachable through the wrapper.
-        if item == "inner":  # not yet set (copy/pickle): avoid infinite recursion
-            raise AttributeError(item)
-        return getattr(self.inner, item)
+        truncated = tuple(row for row, key in enumerate(keys) if key in cut)
+        return Embeddings(out, usage, truncated=truncated, window=window)

@@ -388,6 +388,10 @@ class VectorIndex:
                 ]
         return results[0] if single and not batch else results
 
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
+        """:meth:`search` for a 2-D array of queries: one result list per row."""
+        return self.search(vectors, k, batch=True)
+
     # -- persistence -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts and sizes for display (``ragft index``, benchmarks)."""
@@ -506,6 +510,10 @@ class VectorIndex:
         cls, target: Path, expected_embedder: str | None, expected_dim: int | None
     ) -> VectorIndex:
         manifest_path = target / _MANIFEST
+        if not manifest_path.is_file() and _has_index_files(target):
+            raise IndexStoreError(
+                f"index at {target} is damaged: {_MANIFEST} is missing; {_REBUILD}"
+            )
         if not manifest_path.is_file():
             raise IndexStoreError(
                 f"no index at {target} (no {_MANIFEST}); build it with `ragft index`"
@@ -605,9 +613,16 @@ class VectorIndex:
 
     @staticmethod
     def exists(directory: str | Path) -> bool:
-        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save)."""
+        """Whether ``directory`` holds a saved index (or one recoverable from a crashed save,
+        or a damaged one, which :meth:`load` then reports instead of reading as empty)."""
         target = Path(directory)
-        return (target / _MANIFEST).is_file() or bool(_backups(target))
+        return (
+            (target / _MANIFEST).is_file() or bool(_backups(target)) or _has_index_files(target)
+        )
+
+
+def _has_index_files(target: Path) -> bool:
+    return any((target / name).exists() for name in (_INDEX_FILE, _CHUNKS_FILE, _DOCS_FILE))
 
 
 def _backups(target: Path) -> list[Path]:

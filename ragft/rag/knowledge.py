@@ -2,7 +2,8 @@
 
 A :class:`KnowledgeBase` owns a directory::
 
-    <path>/vectors/            the VectorIndex (swapped atomically on every save)
+    <path>/vectors/            the FAISS store (swapped atomically on every save), unless
+                               another store is given (``[index] backend = "pgvector"``)
     <path>/embeddings.sqlite   the embedding cache (outside the swapped directory, so it
                                survives rebuilds: `ragft index --rebuild` re-embeds nothing)
 
@@ -15,10 +16,11 @@ touched; then the index is saved atomically. :meth:`upsert_document` and
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +29,26 @@ from tqdm import tqdm
 
 from ragft import defaults
 from ragft.answer import Usage
-from ragft.errors import ConfigError, IndexStoreError
+from ragft.errors import (
+    ConfigError,
+    DocumentError,
+    MassRemovalError,
+)
 from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
-from ragft.rag.documents import Document, load_directory
+from ragft.rag.documents import Document, LoadedCorpus, SkippedFile, load_corpus
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
-from ragft.rag.index import IndexKind, VectorIndex
+from ragft.rag.index import IndexKind
 from ragft.rag.retriever import Retriever
+from ragft.rag.stores.base import VectorStore
+from ragft.rag.stores.faiss import WRITER_LOCK, FaissStore
 
-__all__ = ["CACHE_FILE", "INDEX_DIR", "KnowledgeBase", "SyncReport"]
+__all__ = ["CACHE_FILE", "INDEX_DIR", "WRITER_LOCK", "KnowledgeBase", "SyncReport"]
 
 INDEX_DIR = "vectors"
 CACHE_FILE = "embeddings.sqlite"
+
 #: Texts per embedding call during a sync (also the progress bar's step).
 EMBED_BATCH = 128
 
@@ -60,6 +69,13 @@ class SyncReport:
     indexed_chunks: int = 0
     embedded_chunks: int = 0
     usage: Usage = field(default_factory=lambda: Usage(model="", kind="embedding"))
+    skipped: tuple[SkippedFile, ...] = ()
+
+    @property
+    def problems(self) -> tuple[SkippedFile, ...]:
+        """Skipped files that should have been read (binary, bad encoding, bad JSON): the
+        CLI exits non-zero when there are any. Their indexed versions, if any, are kept."""
+        return tuple(s for s in self.skipped if s.unreadable)
 
     @property
     def modified(self) -> bool:
@@ -72,6 +88,8 @@ class SyncReport:
             f"added {len(self.added)}, changed {len(self.changed)}, removed {len(self.removed)}, "
             f"unchanged {len(self.unchanged)} documents; embedded {self.embedded_chunks} chunks "
             f"({self.usage.embedding_tokens} tokens)"
+            + (f"; skipped {len(self.skipped)} file{'s' if len(self.skipped) != 1 else ''}"
+               if self.skipped else "")
         )
 
 
@@ -84,32 +102,53 @@ def _sum_usage(model: str, usages: Sequence[Usage]) -> Usage:
     )
 
 
+def _check_removal(removed: Sequence[str], present: int) -> None:
+    """Refuse a sync that would remove all indexed documents or more than half of them."""
+    if not removed or (len(removed) < present and 2 * len(removed) <= present):
+        return
+    share = f"all {present}" if len(removed) == present else f"{len(removed)} of the {present}"
+    shown = ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+    raise MassRemovalError(
+        f"this sync would remove {share} indexed documents ({shown}): is the corpus directory "
+        "right? If the removal is intended, pass --allow-removal to `ragft index` "
+        "(allow_removal=True in the library)",
+        removed=tuple(removed),
+    )
+
+
 class KnowledgeBase:
     """A persisted, incrementally updated index of a corpus, and retrievers over it.
 
-    Build one with :meth:`open`. All methods are thread-safe; writers are serialised.
+    Build one with :meth:`open`. All methods are thread-safe; writers are serialised, within
+    the process and (through the store's writer lock) across processes. ``store`` is any
+    :class:`~ragft.rag.stores.base.VectorStore`; ``index`` is the same object under its
+    older name.
     """
 
     def __init__(
         self,
         path: Path,
-        index: VectorIndex,
+        store: VectorStore,
         embedder: CachedEmbedder,
         *,
         chunk_tokens: int,
         chunk_overlap: int,
         token_model: str = DEFAULT_TOKEN_MODEL,
-        saved: bool = False,
     ):
         self.path = path
-        self.index = index
+        self.store = store
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.token_model = token_model
         self._bm25: BM25Index | None = None
+        self._bm25_revision = store.revision()
         self._lock = threading.RLock()
-        self._saved = saved
+
+    @property
+    def index(self) -> VectorStore:
+        """The vector store (the name predates other backends than FAISS)."""
+        return self.store
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -124,12 +163,16 @@ class KnowledgeBase:
         create: bool = True,
         rebuild: bool = False,
         token_model: str = DEFAULT_TOKEN_MODEL,
+        store: Callable[[CachedEmbedder], VectorStore] | None = None,
     ) -> KnowledgeBase:
         """Open the knowledge base at ``path``, or start an empty one (``create=True``).
 
         ``embedder`` is wrapped in a :class:`CachedEmbedder` over ``<path>/embeddings.sqlite``
-        unless it already is one. ``rebuild=True`` starts from an empty index (the old one is
-        replaced on the next save; cached embeddings are reused). An existing index built with
+        unless it already is one. ``store`` opens another backend's store for the embedder
+        (default: a :class:`~ragft.rag.stores.faiss.FaissStore` in ``<path>/vectors``, of
+        ``kind``). ``rebuild=True`` starts from an empty index (the old one is replaced on the
+        next save; cached embeddings are reused, and a damaged cache file is replaced, see
+        :meth:`~ragft.rag.embedcache.EmbeddingCache.repair`). An existing index built with
         another embedder raises :class:`~ragft.errors.IndexStoreError`. Chunking settings that
         differ from the index's make the next :meth:`sync` re-chunk every document.
         """
@@ -141,28 +184,47 @@ class KnowledgeBase:
         root = Path(path)
         if not isinstance(embedder, CachedEmbedder):
             embedder = CachedEmbedder(embedder, EmbeddingCache(root / CACHE_FILE))
-        vectors_dir = root / INDEX_DIR
-        saved = False
-        if not rebuild and VectorIndex.exists(vectors_dir):
-            index = VectorIndex.load(
-                vectors_dir, expected_embedder=embedder.name, expected_dim=embedder.dimension
+        if rebuild:
+            embedder.cache.repair()
+        if store is None:
+            opened: VectorStore = FaissStore.open(
+                root / INDEX_DIR,
+                embedder=embedder.name,
+                dimension=embedder.dimension,
+                kind=kind,
+                create=create,
+                rebuild=rebuild,
             )
-            if kind != "auto" and (index.kind != kind or index.requested_kind != kind):
-                index.convert(kind)
-            saved = True
-        elif create or rebuild:
-            index = VectorIndex(embedder.dimension, embedder=embedder.name, kind=kind)
         else:
-            raise IndexStoreError(f"no knowledge base at {root}; build it with `ragft index`")
+            opened = store(embedder)
         return cls(
             root,
-            index,
+            opened,
             embedder,
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             token_model=token_model,
-            saved=saved,
         )
+
+    # -- the writer lock ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, *, wait: bool = True, progress: bool = False) -> Iterator[None]:
+        """Hold the store's exclusive writer lock for a change to the index.
+
+        Every update takes it before its first embedding call, so two processes syncing one
+        index neither embed the same documents twice nor lose each other's saves: once the
+        lock is held, what another writer stored since this one loaded is adopted.
+        A held lock makes ``wait=False`` raise :class:`~ragft.errors.IndexBusyError`;
+        ``wait=True`` blocks (saying so on stderr when ``progress``). Re-entrant.
+        """
+        with self._lock, self.store.writing(wait=wait, progress=progress):
+            if self.store.revision() != self._bm25_revision:
+                self._bm25 = None  # another writer changed the chunks
+                self._bm25_revision = self.store.revision()
+            try:
+                yield
+            finally:
+                self._bm25_revision = self.store.revision()
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -179,19 +241,19 @@ class KnowledgeBase:
         """The lexical index, built from the stored chunks on first use."""
         with self._lock:
             if self._bm25 is None:
-                self._bm25 = BM25Index.from_chunks(self.index.chunks())
+                self._bm25 = BM25Index.from_chunks(self.store.chunks())
             return self._bm25
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.store)
 
     def document_ids(self) -> list[str]:
         """Ids of the indexed documents, sorted."""
-        return self.index.document_ids()
+        return sorted(self.store.documents())
 
     def stats(self) -> dict[str, Any]:
         """Counts, settings and where things live, for display."""
-        info = self.index.stats()
+        info = self.store.stats()
         info.update(
             path=str(self.path),
             chunking=self.chunking,
@@ -220,7 +282,7 @@ class KnowledgeBase:
         ) as bar:
             # An embedder sending concurrent requests (OpenAI's) asks for slices big enough
             # to keep them all busy; the slice is also the unit that reaches the cache.
-            step = max(EMBED_BATCH, int(getattr(self.embedder, "texts_per_call", EMBED_BATCH)))
+            step = max(EMBED_BATCH, int(getattr(self.embedder.inner, "texts_per_call", EMBED_BATCH)))
             for start in range(0, len(chunks), step):
                 batch = chunks[start : start + step]
                 result = self.embedder.embed([c.embedding_text for c in batch], kind="document")
@@ -232,7 +294,7 @@ class KnowledgeBase:
         return vectors, _sum_usage(self.embedder.name, usages), embedded
 
     def _settings_changed(self) -> bool:
-        stored = self.index.meta.get("chunking")
+        stored = self.store.meta.get("chunking")
         return stored is not None and stored != self.chunking
 
     def _apply(
@@ -241,50 +303,112 @@ class KnowledgeBase:
         remove_ids: Sequence[str],
         progress: bool,
     ) -> tuple[int, int, Usage]:
-        """Embed ``documents`` first (so a failed call changes nothing), then swap them in."""
-        chunks = [c for doc in documents for c in self._chunk(doc)]
+        """Embed ``documents`` first (so a failed call changes nothing), then replace them in
+        the store one document at a time (each replace atomic), then remove ``remove_ids``."""
+        per_doc = [self._chunk(doc) for doc in documents]
+        chunks = [c for doc_chunks in per_doc for c in doc_chunks]
         vectors, usage, embedded = self._embed(chunks, progress)
+        start = 0
+        for doc, doc_chunks in zip(documents, per_doc, strict=True):
+            rows = vectors[start : start + len(doc_chunks)]
+            start += len(doc_chunks)
+            self.store.replace_document(doc.id, doc.content_hash, doc_chunks, rows)
+            if self._bm25 is not None:
+                self._bm25.remove_document(doc.id)
+                self._bm25.add(doc_chunks)
         for doc_id in remove_ids:
-            self.index.remove_document(doc_id)
+            self.store.delete_document(doc_id)
             if self._bm25 is not None:
                 self._bm25.remove_document(doc_id)
-        self.index.add(chunks, vectors, document_hashes={d.id: d.content_hash for d in documents})
-        if self._bm25 is not None:
-            self._bm25.add(chunks)
         return len(chunks), embedded, usage
 
     def sync(
-        self, corpus_dir: str | Path, *, progress: bool = True, strict: bool = True
+        self,
+        corpus_dir: str | Path,
+        *,
+        progress: bool = True,
+        strict: bool = False,
+        allow_removal: bool = False,
+        wait: bool = True,
     ) -> SyncReport:
         """Make the index match the documents under ``corpus_dir``, then save it.
 
         Only added and changed documents are chunked and embedded; see :class:`SyncReport`.
-        ``strict`` is passed to :func:`~ragft.rag.documents.load_directory`.
+        A file that cannot be read is skipped and listed in :attr:`SyncReport.skipped`, and
+        its indexed version (if any) is kept; ``strict=True`` raises
+        :class:`~ragft.errors.DocumentError` instead. A corpus with no documents for an empty
+        index raises :class:`~ragft.errors.DocumentError`; see :meth:`sync_documents` for
+        ``allow_removal``, and :meth:`writing` for ``wait``.
         """
-        return self.sync_documents(load_directory(corpus_dir, strict=strict), progress=progress)
+        loaded = load_corpus(corpus_dir, strict=strict)
+        with self.writing(wait=wait, progress=progress):
+            return self._sync_loaded(loaded, corpus_dir, progress, allow_removal)
 
-    def sync_documents(self, docs: Sequence[Document], *, progress: bool = True) -> SyncReport:
+    def _sync_loaded(
+        self, loaded: LoadedCorpus, corpus_dir: str | Path, progress: bool, allow_removal: bool
+    ) -> SyncReport:
+        # Over a non-empty index an empty corpus is a removal, which the removal guard handles.
+        if not loaded.documents and not self.store.documents():
+            found = "; ".join(f"{s.path}: {s.reason}" for s in loaded.skipped[:5])
+            raise DocumentError(
+                f"no documents to index under {corpus_dir}"
+                + (f" ({found}{'; ...' if len(loaded.skipped) > 5 else ''})" if found else "")
+                + "; ragft reads .md, .txt, .json and .jsonl files"
+            )
+        # Documents of files that could not be read this time are neither updated nor removed.
+        unreadable = {s.path for s in loaded.skipped if s.unreadable}
+        loaded_ids = {d.id for d in loaded.documents}
+        keep = {
+            doc_id
+            for doc_id in self.store.documents()
+            if doc_id not in loaded_ids and doc_id.split("#", 1)[0] in unreadable
+        }
+        report = self._sync(loaded.documents, keep, progress, allow_removal)
+        return replace(report, skipped=loaded.skipped)
+
+    def sync_documents(
+        self,
+        docs: Sequence[Document],
+        *,
+        progress: bool = True,
+        allow_removal: bool = False,
+        wait: bool = True,
+    ) -> SyncReport:
         """:meth:`sync` for documents already in memory: ``docs`` is the whole corpus, so
-        indexed documents missing from it are removed."""
+        indexed documents missing from it are removed.
+
+        Removing every indexed document, or more than half of them, is refused with
+        :class:`~ragft.errors.MassRemovalError` (a wrong or empty corpus directory looks
+        exactly like that) unless ``allow_removal=True``.
+        """
+        with self.writing(wait=wait, progress=progress):
+            return self._sync(docs, set(), progress, allow_removal)
+
+    def _sync(
+        self, docs: Sequence[Document], keep: set[str], progress: bool, allow_removal: bool
+    ) -> SyncReport:
         with self._lock:
             rechunk = self._settings_changed()
-            present = set(self.index.document_ids())
+            hashes = self.store.documents()
+            present = set(hashes)
             added: list[str] = []
             changed: list[str] = []
             unchanged: list[str] = []
             for doc in docs:
-                stored = self.index.document_hash(doc.id)
+                stored = hashes.get(doc.id)
                 if doc.id not in present:
                     added.append(doc.id)
                 elif rechunk or stored != doc.content_hash:
                     changed.append(doc.id)
                 else:
                     unchanged.append(doc.id)
-            wanted = {d.id for d in docs}
+            wanted = {d.id for d in docs} | keep
             removed = sorted(present - wanted)
+            if not allow_removal:
+                _check_removal(removed, len(present))
             todo = set(added) | set(changed)
             indexed, embedded, usage = self._apply(
-                [d for d in docs if d.id in todo], [*changed, *removed], progress
+                [d for d in docs if d.id in todo], removed, progress
             )
             report = SyncReport(
                 added=tuple(added),
@@ -295,22 +419,22 @@ class KnowledgeBase:
                 embedded_chunks=embedded,
                 usage=usage,
             )
-            if rechunk or "chunking" not in self.index.meta:
+            if rechunk or "chunking" not in self.store.meta:
                 # Every document is now chunked with the current settings.
-                self.index.meta["chunking"] = self.chunking
+                self.store.meta["chunking"] = self.chunking
                 rechunk = True
-            if report.modified or rechunk or not self._saved:
+            if report.modified or rechunk:
                 self.save()
             return report
 
     def upsert_document(self, doc: Document) -> SyncReport:
         """Add or replace one document and save; a no-op if its content is unchanged."""
-        with self._lock:
-            stored = self.index.document_hash(doc.id)
-            present = doc.id in set(self.index.document_ids())
+        with self.writing():
+            stored = self.store.documents().get(doc.id)
+            present = stored is not None
             if present and stored == doc.content_hash and not self._settings_changed():
                 return SyncReport(unchanged=(doc.id,), usage=_sum_usage(self.embedder.name, []))
-            indexed, embedded, usage = self._apply([doc], [doc.id] if present else [], False)
+            indexed, embedded, usage = self._apply([doc], [], False)
             self.save()
             return SyncReport(
                 added=() if present else (doc.id,),
@@ -322,23 +446,21 @@ class KnowledgeBase:
 
     def delete_document(self, document_id: str) -> bool:
         """Remove one document and save; returns whether it was indexed."""
-        with self._lock:
-            if document_id not in set(self.index.document_ids()):
+        with self.writing():
+            if not self.store.delete_document(document_id):
                 return False
-            self.index.remove_document(document_id)
             if self._bm25 is not None:
                 self._bm25.remove_document(document_id)
             self.save()
             return True
 
     def save(self) -> None:
-        """Persist the index atomically to ``<path>/vectors``."""
+        """Make every change durable (FAISS: an atomic save to ``<path>/vectors``)."""
         with self._lock:
             # A new index records its settings; an old one keeps the settings its documents
             # were chunked with until a sync re-chunks them all.
-            self.index.meta.setdefault("chunking", self.chunking)
-            self.index.save(self.path / INDEX_DIR)
-            self._saved = True
+            self.store.meta.setdefault("chunking", self.chunking)
+            self.store.flush()
 
     # -- reading -----------------------------------------------------------------------
     def retriever(self, **settings: Any) -> Retriever:
@@ -348,5 +470,11 @@ class KnowledgeBase:
         ``candidates``, ``min_score``, ``fusion``, ``dense_weight``, ``rrf_k``, ``reranker``).
         """
         mode = settings.get("mode", "hybrid")
+        with self._lock:
+            # A shared store (pgvector) may have been changed by another process since the
+            # lexical index was built: a new retriever gets a current one.
+            revision = self.store.revision()
+            if revision != self._bm25_revision:
+                self._bm25, self._bm25_revision = None, revision
         bm25 = self.bm25 if mode != "dense" else None
-        return Retriever(self.index, self.embedder, bm25, **settings)
+        return Retriever(self.store, self.embedder, bm25, **settings)

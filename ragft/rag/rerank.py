@@ -12,24 +12,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ragft.models.base import ChatModel, Embedder, Message
 from ragft.models.context import Passage, format_context
-from ragft.rag.retriever import Hit
+from ragft.rag.hits import Hit, Reranker, minmax
 
 __all__ = ["EmbeddingReranker", "LLMReranker", "Reranker", "parse_relevance"]
-
-
-@runtime_checkable
-class Reranker(Protocol):
-    """Anything that re-orders hits for a query and keeps the best ``top_k``."""
-
-    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
-        """``hits`` re-ordered best first, at most ``top_k``."""
-        ...
 
 
 class EmbeddingReranker:
@@ -51,9 +41,7 @@ class EmbeddingReranker:
         q = self.embedder.embed([query], kind="query").vectors[0]
         docs = self.embedder.embed([h.chunk.embedding_text for h in hits], kind="document")
         cos = docs.vectors @ q
-        prior = np.array([h.score for h in hits], dtype=np.float64)
-        span = prior.max() - prior.min()
-        prior = (prior - prior.min()) / span if span > 1e-12 else np.ones_like(prior)
+        prior = minmax(np.array([h.score for h in hits], dtype=np.float64))
         blended = self.weight * cos + (1.0 - self.weight) * prior
         order = sorted(range(len(hits)), key=lambda i: -blended[i])
         return [

@@ -19,121 +19,42 @@ A reranker, when given, re-orders the fused candidates before the cut to ``top_k
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from ragft import defaults
-from ragft.answer import Source
 from ragft.errors import ConfigError, IndexStoreError
 from ragft.models.base import Embedder
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import Chunk
-from ragft.rag.index import VectorIndex
-from ragft.textutil import content_words, split_sentences
+from ragft.rag.hits import DEFAULT_RRF_K, Hit, Reranker, minmax, rrf_scores
+from ragft.rag.snippets import SNIPPET_CHARS, make_snippet
+from ragft.rag.stores.base import VectorStore
 
-if TYPE_CHECKING:
-    from ragft.rag.rerank import Reranker
+__all__ = [
+    "SNIPPET_CHARS",
+    "FusionKind",
+    "Hit",
+    "QueryTruncatedWarning",
+    "Retriever",
+    "RetrievalMode",
+    "make_snippet",
+]
 
-__all__ = ["SNIPPET_CHARS", "FusionKind", "Hit", "Retriever", "RetrievalMode", "make_snippet"]
+
+class QueryTruncatedWarning(UserWarning):
+    """A query was longer than the embedder's input window and was cut before embedding."""
+
 
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 FusionKind = Literal["rrf", "weighted"]
-#: Longest snippet a :class:`~ragft.answer.Source` carries.
-SNIPPET_CHARS = 240
-
-
-def _clip(text: str, max_chars: int, focus: int = 0) -> str:
-    """``text`` cut to ``max_chars`` around character ``focus``, at word boundaries, with …."""
-    if len(text) <= max_chars:
-        return text
-    budget = max_chars - 2  # room for an ellipsis on each side
-    start = max(0, min(focus - budget // 3, len(text) - budget))
-    end = start + budget
-    if start > 0:
-        space = text.find(" ", start, start + 30)
-        start = space + 1 if space >= 0 else start
-    if end < len(text):
-        space = text.rfind(" ", end - 30, end)
-        end = space if space > start else end
-    piece = text[start:end].strip()
-    return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
-
-
-def make_snippet(text: str, query: str, max_chars: int = SNIPPET_CHARS) -> str:
-    """A snippet of ``text`` of at most ``max_chars``, around the sentence matching ``query`` best.
-
-    The best sentence shares the most query content words; neighbouring sentences are added
-    while they fit. A sentence longer than the limit is cut around its first matching word.
-    """
-    flat = " ".join(text.split())
-    sentences = [" ".join(s.split()) for s in split_sentences(text)] or [flat]
-    terms = set(content_words(query))
-    overlaps = [len(terms & set(content_words(s))) for s in sentences]
-    best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
-    chosen = sentences[best]
-    if len(chosen) > max_chars:
-        lowered = chosen.lower()
-        hits = [lowered.find(t) for t in terms if lowered.find(t) >= 0]
-        return _clip(chosen, max_chars, min(hits) if hits else 0)
-    lo, hi = best, best
-    while True:  # grow forwards first: what follows a matching sentence usually completes it
-        if hi + 1 < len(sentences) and len(chosen) + 1 + len(sentences[hi + 1]) <= max_chars:
-            hi += 1
-            chosen = f"{chosen} {sentences[hi]}"
-        elif lo > 0 and len(chosen) + 1 + len(sentences[lo - 1]) <= max_chars:
-            lo -= 1
-            chosen = f"{sentences[lo]} {chosen}"
-        else:
-            return chosen
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One retrieved chunk with its score (see the module docstring for what it means).
-
-    ``dense_score`` is the query/chunk cosine and ``lexical_score`` the BM25 score, where
-    known. ``query`` is kept to build the snippet of :attr:`source`.
-    """
-
-    chunk: Chunk
-    score: float
-    dense_score: float | None = None
-    lexical_score: float | None = None
-    query: str = field(default="", compare=False, repr=False)
-
-    @property
-    def source(self) -> Source:
-        """The :class:`~ragft.answer.Source` an answer cites for this hit."""
-        return Source(
-            chunk_id=self.chunk.id,
-            document=self.chunk.document_id,
-            score=float(self.score),
-            snippet=make_snippet(self.chunk.text, self.query),
-            title=self.chunk.title,
-            position=self.chunk.position,
-        )
-
-
-def _minmax(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    if hi - lo < 1e-12:
-        return np.ones_like(values) if hi > 0 else np.zeros_like(values)
-    return (values - lo) / (hi - lo)
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, highest value first (ties broken by position)."""
-    order = np.argsort(-values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    return ranks
 
 
 class Retriever:
-    """Retrieves :class:`Hit` lists from a :class:`VectorIndex` and, for lexical or hybrid
+    """Retrieves :class:`Hit` lists from a vector store and, for lexical or hybrid
     modes, a :class:`BM25Index` over the same chunks.
 
     ``candidates`` is how many results each retriever contributes before fusion and
@@ -144,7 +65,7 @@ class Retriever:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: VectorStore,
         embedder: Embedder,
         bm25: BM25Index | None = None,
         *,
@@ -154,7 +75,7 @@ class Retriever:
         min_score: float = 0.0,
         fusion: FusionKind = defaults.FUSION,
         dense_weight: float = defaults.DENSE_WEIGHT,
-        rrf_k: int = 60,
+        rrf_k: int = DEFAULT_RRF_K,
         reranker: Reranker | None = None,
     ):
         if mode not in ("hybrid", "dense", "bm25"):
@@ -208,8 +129,17 @@ class Retriever:
         dense_lists: list[list[tuple[Chunk, float]]] = [[] for _ in queries]
         qvecs: np.ndarray | None = None
         if self.mode != "bm25":
-            qvecs = self.embedder.embed(list(queries), kind="query").vectors
-            dense_lists = self.index.search(qvecs, pool, batch=True)
+            embedded = self.embedder.embed(list(queries), kind="query")
+            for row in embedded.truncated:
+                warnings.warn(
+                    f"the query ({len(queries[row])} characters) is longer than the "
+                    f"{embedded.window or '?'}-token window of {self.embedder.name}: only its "
+                    "beginning was embedded for dense search",
+                    QueryTruncatedWarning,
+                    stacklevel=3,
+                )
+            qvecs = embedded.vectors
+            dense_lists = self.index.search_many(qvecs, pool)
         results = []
         for row, query in enumerate(queries):
             if self.mode == "dense":
@@ -255,21 +185,28 @@ class Retriever:
         ids = list(chunks)
         # Complete each candidate's evidence: BM25-only finds get their exact cosine from the
         # stored vector (dense finds got their BM25 score above).
-        need_dense = [i for i in ids if i not in dense_score and i in self.index]
+        need_dense = [i for i in ids if i not in dense_score]
         if need_dense:
-            cos = self.index.vectors(need_dense) @ qvec
+            try:  # one read from the store (a round trip for a database)
+                stored = self.index.vectors(need_dense)
+            except KeyError:  # the lexical index knows a chunk the store no longer has
+                need_dense = [i for i in need_dense if i in self.index]
+                stored = self.index.vectors(need_dense)
+            cos = stored @ qvec
             dense_score.update(zip(need_dense, cos.tolist(), strict=True))
         d = np.array([dense_score.get(i, -1.0) for i in ids], dtype=np.float64)
         lx = np.array([lex_score.get(i, 0.0) for i in ids], dtype=np.float64)
         if self.fusion == "rrf":
             # Every chunk has a cosine, but a chunk matching no query term is not in the BM25
             # ranking at all: it gets no lexical contribution (as in standard RRF).
-            lex_rrf = np.where(lx > 0, 1.0 / (self.rrf_k + _ranks(lx)), 0.0)
-            fused = 1.0 / (self.rrf_k + _ranks(d)) + lex_rrf
+            by_dense = [ids[i] for i in np.argsort(-d, kind="stable")]
+            by_lexical = [ids[i] for i in np.argsort(-lx, kind="stable") if lx[i] > 0]
+            scores = rrf_scores((by_dense, by_lexical), self.rrf_k)
+            fused = np.array([scores[i] for i in ids], dtype=np.float64)
         else:
             w = self.dense_weight
             lex_norm = lx / lx.max() if lx.max() > 0 else np.zeros_like(lx)
-            fused = w * _minmax(d) + (1.0 - w) * lex_norm
+            fused = w * minmax(d) + (1.0 - w) * lex_norm
         order = sorted(range(len(ids)), key=lambda i: (-fused[i], -d[i]))
         return [
             Hit(

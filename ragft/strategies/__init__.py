@@ -29,6 +29,7 @@ from ragft.strategies.rewrite import RewriteRAG
 from ragft.strategies.router import (
     REFUSE,
     Classification,
+    LazyTarget,
     LLMClassifier,
     QueryClassifier,
     Router,
@@ -51,6 +52,7 @@ __all__ = [
     "FineTuned",
     "FineTunedGeneratorRAG",
     "LLMClassifier",
+    "LazyTarget",
     "QueryClassifier",
     "RewriteRAG",
     "Router",
@@ -157,24 +159,32 @@ def _router(ctx: BuildContext) -> Router:
     rc = ctx.cfg.strategy.router
     labels = tuple(rc.routes)
     classifier: QueryClassifier
+    stored_min_score: float | None = None
     if rc.classifier == "rules":
         classifier = RulesClassifier()
     elif rc.classifier == "llm":
         model = ctx.parts.generative(ctx.cfg.chat_model, '[strategy.router] classifier = "llm"')
         classifier = LLMClassifier(model, meter=ctx.meter, labels=labels)
     else:
-        classifier = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
-    routes: dict[str, Strategy | str] = {}
+        trained = TrainedClassifier(ctx.parts.router_chat(), meter=ctx.meter, labels=labels)
+        classifier, stored_min_score = trained, trained.stored_min_score
+    known = set(available_strategies())
+    routes: dict[str, Strategy | LazyTarget | str] = {}
     for label, target in rc.routes.items():
         if target == "router":
             raise ConfigError(f"router route {label!r} -> 'router' would route to itself; pick another strategy")
-        routes[label] = REFUSE if target == REFUSE else ctx.build(target)
+        if target != REFUSE and target not in known:
+            raise ConfigError(f"router route {label!r} -> {target!r}: unknown strategy; available: "
+                              f"{', '.join(sorted(known))} or {REFUSE!r}")
+        # Built on first use: a route no query takes needs none of its models.
+        routes[label] = REFUSE if target == REFUSE else LazyTarget(target, lambda t=target: ctx.build(t))
     return Router(
         classifier,
         routes,
         meter=ctx.meter,
         default_route=rc.default_route,
-        min_score=rc.min_score,
+        # The config's number wins; else the threshold the trained router chose on validation.
+        min_score=rc.min_score if rc.min_score is not None else (stored_min_score or 0.0),
     )
 
 

@@ -12,15 +12,16 @@ import re
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from ragft import defaults
 from ragft.answer import Answer, Source
 from ragft.metering.meter import Meter
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 from ragft.models.base import ChatModel, Message
 from ragft.models.context import Passage, format_context, pack_passages
 from ragft.prompts import ABSTAIN_TEXT, RAG_SYSTEM
+from ragft.rag.hits import Hit
 from ragft.route import Route
 from ragft.strategies.base import (
     AnswerStream,
@@ -40,9 +41,8 @@ _CITATION = re.compile(r"\[(\d+)\]")
 class SupportsRetrieve(Protocol):
     """What a strategy needs from a retriever (``ragft.rag.retriever.Retriever`` is one)."""
 
-    def retrieve(self, query: str, *, top_k: int | None = None) -> Sequence[Any]:
-        """Ranked hits, each with ``.chunk`` (id, document_id, title, text), ``.score``
-        and ``.source`` (a :class:`~ragft.answer.Source`)."""
+    def retrieve(self, query: str, *, top_k: int | None = None) -> Sequence[Hit]:
+        """Ranked hits, best first."""
         ...
 
 
@@ -79,20 +79,14 @@ class RAG(Strategy):
         self.system_prompt = system_prompt
 
     # -- pieces reused by the hybrids ------------------------------------------------------
-    def pack(
-        self, hits: Sequence[Any], retrieved: Sequence[Source] | None = None
-    ) -> tuple[list[Passage], list[Source]]:
-        """Passages (numbered from 1) and their sources, best first, within the token budget.
-        ``retrieved`` are the hits' sources when the caller already built them (snippets cost
-        a sentence split each)."""
-        if retrieved is None:
-            retrieved = [hit.source for hit in hits]
+    def pack(self, hits: Sequence[Hit]) -> tuple[list[Passage], list[Source]]:
+        """Passages (numbered from 1) and their sources, best first, within the token budget."""
         passages = pack_passages(
             [(hit.chunk.document_id, hit.chunk.text) for hit in hits],
             context_tokens=self.context_tokens,
             count=lambda text: count_tokens(text, self.generator.name),
         )
-        return passages, list(retrieved[: len(passages)])
+        return passages, [hit.source for hit in hits[: len(passages)]]
 
     def build_messages(
         self, query: str, passages: Sequence[Passage], search_query: str | None = None
@@ -101,7 +95,7 @@ class RAG(Strategy):
         return messages_for(self.system_prompt, format_context(passages, query, search_query=search_query))
 
     def generate(
-        self, query: str, hits: Sequence[Any], kind: str, *, search_query: str | None = None
+        self, query: str, hits: Sequence[Hit], kind: str, *, search_query: str | None = None
     ) -> Draft:
         """Generate an answer for ``query`` from ``hits`` (shared by RAG and its hybrids).
         ``kind`` names the strategy in the route; ``search_query``: the rewritten query the
@@ -113,8 +107,7 @@ class RAG(Strategy):
                 abstained=True,
                 confidence=0.0,
             )
-        retrieved = tuple(hit.source for hit in hits)
-        passages, sources = self.pack(hits, retrieved)
+        passages, sources = self.pack(hits)
         completion = self.generator.complete(
             self.build_messages(query, passages, search_query), max_tokens=self.max_tokens, logprobs=True
         )
@@ -132,7 +125,7 @@ class RAG(Strategy):
             sources=() if abstained else cited,
             confidence=confidence,
             abstained=abstained,
-            retrieved=retrieved,
+            retrieved=tuple(hit.source for hit in hits),
         )
 
     def _route(self, kind: str, passages: Sequence[Passage], sources: Sequence[Source]) -> Route:
@@ -163,7 +156,7 @@ class RAG(Strategy):
 
         return _CITATION.sub(renumber, text), tuple(sources[i] for i in picked)
 
-    def retrieve(self, query: str) -> Sequence[Any]:
+    def retrieve(self, query: str) -> Sequence[Hit]:
         """Hits for ``query`` (metered through the retriever's embedder)."""
         return self.retriever.retrieve(query, top_k=self.top_k)
 
@@ -187,7 +180,7 @@ class RAG(Strategy):
                 sources: tuple[Source, ...] = ()
                 route = draft.route
             else:
-                passages, all_sources = self.pack(hits, retrieved)
+                passages, all_sources = self.pack(hits)
                 pieces = []
                 for delta in self.generator.stream(
                     self.build_messages(query, passages), max_tokens=self.max_tokens

@@ -8,29 +8,16 @@ and the answer is generated for the *original* question. The rewrite is shown in
 
 from __future__ import annotations
 
-from typing import Any
 
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
 from ragft.prompts import REWRITER_SYSTEM
+from ragft.rag.hits import fuse_hits
 from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, messages_for, metered, with_route
 from ragft.strategies.rag import RAG
 
 __all__ = ["RewriteRAG"]
-
-
-def _fuse(first: list[Any], second: list[Any], k: int, rrf_k: int = 60) -> list[Any]:
-    # Reciprocal-rank fusion of two ranked hit lists, keyed by chunk id.
-    scores: dict[str, float] = {}
-    by_id: dict[str, Any] = {}
-    for ranked in (first, second):
-        for rank, hit in enumerate(ranked):
-            cid = hit.chunk.id
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank + 1)
-            by_id.setdefault(cid, hit)
-    order = sorted(scores, key=lambda c: scores[c], reverse=True)
-    return [by_id[c] for c in order[:k]]
 
 
 class RewriteRAG(Strategy):
@@ -69,7 +56,7 @@ class RewriteRAG(Strategy):
         hits = list(self.rag.retrieve(rewritten))
         if self.include_original and rewritten != query:
             k = len(hits) or (self.rag.top_k or 5)
-            hits = _fuse(hits, list(self.rag.retrieve(query)), k)
+            hits = fuse_hits([hits, list(self.rag.retrieve(query))], k)
         draft = self.rag.generate(
             query, hits, "rag", search_query=rewritten if rewritten != query else None
         )

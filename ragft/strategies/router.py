@@ -11,19 +11,21 @@ default route, and the route string says why.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, RagftError
 from ragft.metering.meter import Meter
 from ragft.models.base import ChatModel
-from ragft.prompts import REFUSAL_TEXT, classifier_prompt, router_system_prompt
+from ragft.prompts import REFUSAL_TEXT, ROUTER_SYSTEM, classifier_prompt
 from ragft.route import Route
 from ragft.strategies.base import Draft, Strategy, messages_for, metered, with_route
 
 __all__ = [
     "Classification",
+    "LazyTarget",
     "LLMClassifier",
     "QueryClassifier",
     "REFUSE",
@@ -121,17 +123,41 @@ class LLMClassifier:
 class TrainedClassifier(LLMClassifier):
     """A fine-tuned classifier: a model trained to reply with the label (OpenAI fine-tune or
     the local router model, which reports the class probability as its score). It is sent the
-    system prompt its training examples carry (:func:`ragft.prompts.router_system_prompt`)."""
+    system prompt its training examples carry (:data:`ragft.prompts.ROUTER_SYSTEM`)."""
 
     def _prompt(self) -> str:
-        return router_system_prompt(self.labels)
+        return ROUTER_SYSTEM
+
+    @property
+    def stored_min_score(self) -> float | None:
+        """The routing threshold stored with the trained model (the local router chooses one
+        on validation data), or ``None`` when the model has none (e.g. an OpenAI fine-tune)."""
+        model: object = self.model
+        while model is not None:
+            value = getattr(model, "min_score", None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            model = getattr(model, "inner", None)  # through the meter's wrappers
+        return None
+
+
+@dataclass(frozen=True)
+class LazyTarget:
+    """A route's strategy, built the first time a query takes the route: a route no query
+    needs costs nothing and cannot fail (``classifier = "rules"`` works without the fine-tuned
+    models that only some routes use)."""
+
+    name: str
+    build: Callable[[], Strategy]
 
 
 class Router(Strategy):
     """Classify, then dispatch to the strategy configured for the class.
 
-    ``routes`` maps a label to a strategy or to :data:`REFUSE`. ``default_route`` (a key of
-    ``routes``' values' names or ``REFUSE``) takes queries the classifier could not label.
+    ``routes`` maps a label to a strategy, a :class:`LazyTarget` or :data:`REFUSE`.
+    ``default_route`` (a key of ``routes``' values' names or ``REFUSE``) takes queries the
+    classifier could not label. A target that cannot be built raises its error with the route
+    named (``router route 'procedural' -> 'finetuned': ...``).
     """
 
     kind = "router"
@@ -139,7 +165,7 @@ class Router(Strategy):
     def __init__(
         self,
         classifier: QueryClassifier,
-        routes: Mapping[str, Strategy | str],
+        routes: Mapping[str, Strategy | LazyTarget | str],
         *,
         meter: Meter,
         default_route: str,
@@ -151,7 +177,7 @@ class Router(Strategy):
             if isinstance(target, str) and target != REFUSE:
                 raise ConfigError(f"router route {label!r} -> {target!r}: give a strategy or {REFUSE!r}")
         self.classifier = classifier
-        self.routes = dict(routes)
+        self.routes: dict[str, Strategy | LazyTarget | str] = dict(routes)
         targets = {self._target_name(t): t for t in self.routes.values()}
         if default_route not in targets and default_route != REFUSE:
             raise ConfigError(
@@ -159,14 +185,30 @@ class Router(Strategy):
                 f"{sorted(targets)} or {REFUSE!r}"
             )
         self.default_route = default_route
-        self._default_target: Strategy | str = targets.get(default_route, REFUSE)
+        self._default_target: Strategy | LazyTarget | str = targets.get(default_route, REFUSE)
+        self._built: dict[str, Strategy] = {}
+        self._build_lock = threading.Lock()
         if not 0.0 <= min_score <= 1.0:
             raise ConfigError(f"router min_score must be in [0, 1], got {min_score}")
         self.min_score = min_score
 
     @staticmethod
-    def _target_name(target: Strategy | str) -> str:
+    def _target_name(target: Strategy | LazyTarget | str) -> str:
         return target if isinstance(target, str) else target.name
+
+    def _ready(self, label: str, target: Strategy | LazyTarget | str) -> Strategy | str:
+        """``target`` as a strategy (built once, under a lock) or :data:`REFUSE`."""
+        if not isinstance(target, LazyTarget):
+            return target
+        with self._build_lock:
+            if target.name not in self._built:
+                try:
+                    self._built[target.name] = target.build()
+                except RagftError as exc:
+                    # Keep the error's class (callers catch RegistryError etc.), name the route.
+                    exc.args = (f"router route {label!r} -> {target.name!r}: {exc}", *exc.args[1:])
+                    raise
+            return self._built[target.name]
 
     def decide(self, query: str) -> tuple[Strategy | str, Route]:
         """The target for ``query`` and the route explaining the decision."""
@@ -179,10 +221,11 @@ class Router(Strategy):
         elif verdict.score is not None and verdict.score < self.min_score:
             reason = f"{verdict.label} ({score}) < min score {self.min_score:.2f}"
         else:
-            target = self.routes[verdict.label]
+            target = self._ready(verdict.label, self.routes[verdict.label])
             return target, Route(self.kind, verdict.label,
                                  f"{verdict.label} ({score}) -> {self._target_name(target)}")
-        return self._default_target, Route(self.kind, f"default ({self.default_route})",
+        default = self._ready("default_route", self._default_target)
+        return default, Route(self.kind, f"default ({self.default_route})",
                                            f"{reason} -> default {self.default_route}")
 
     def _draft(self, query: str) -> Draft:

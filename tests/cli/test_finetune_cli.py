@@ -77,8 +77,10 @@ def test_prepare_with_split(cli: CLI, tmp_path: Path, routes_file: Path) -> None
         assert f"wrote {len(lines)} {part} examples" in out
     assert sum(counts.values()) == 30 and counts["train"] > counts["test"] > 0
     first = json.loads((tmp_path / "ft" / "router.train.jsonl").read_text().splitlines()[0])
-    # Labels default to those in the data, sorted.
-    assert "creative, factual, procedural" in first["messages"][0]["content"]
+    # The router prompt is the one the strategy sends; it does not list the labels.
+    from ragft.prompts import ROUTER_SYSTEM
+
+    assert first["messages"][0]["content"] == ROUTER_SYSTEM
 
 
 def test_prepare_generator_without_split(cli: CLI, tmp_path: Path) -> None:
@@ -134,7 +136,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     code, out, err = cli("finetune", "start", train, "--model", "local", "--suffix", "v1",
                          "--register", "router", "--wait")
     assert code == 0, err
-    assert "Step 30/300" in err  # live progress on stderr
+    assert "Step 1/9: l2 0.01, train loss" in err  # live progress on stderr: one step per L2 tried
     assert "succeeded" in out and "registered router version 1" in out
     job_id = out.split(":")[0].strip()
     assert job_id.startswith("ftjob-local-")
@@ -149,7 +151,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
     code, out, _ = cli("finetune", "status", job_id)
     assert "succeeded" in out and "valid_accuracy" in out
     code, out, _ = cli("finetune", "events", job_id)
-    assert "Step 300/300" in out and "The job has successfully completed" in out
+    assert "Step 2/9: l2 0.003, train loss" in out and "The job has successfully completed" in out
     code, out, _ = cli("finetune", "cancel", job_id)
     assert code == 0 and "succeeded" in out  # finished jobs stay finished
     assert f"nothing to cancel: job {job_id} already succeeded" in out
@@ -172,7 +174,7 @@ def test_local_train_register_evaluate_promote_rollback(cli: CLI, tmp_path: Path
 
     # Version 2 (another suffix), registered from its job and promoted without a gate.
     code, out, _ = cli("finetune", "start", train, "--model", "local", "--suffix", "v2",
-                       "--epochs", "1")
+                       "--l2", "0.1")
     job2 = out.split(":")[0].strip()
     code, out, _ = cli("models", "register", "router", "--job", job2, "--metric", "f1=0.9")
     assert code == 0 and "registered router version 2" in out
@@ -282,6 +284,23 @@ def test_a_registered_backend_becomes_a_backend_choice(cli: CLI, tmp_path: Path,
     assert code == 0, err
     assert "succeeded" in out and "training locally" in err
     assert any((tmp_path / "home" / "jobs" / "offline2").glob("*.json"))
+
+
+def test_start_l2_is_checked_before_any_work(cli: CLI, tmp_path: Path, routes_file: Path) -> None:
+    base = tmp_path / "router.jsonl"
+    cli("finetune", "prepare", "--purpose", "router", "--input", str(routes_file), "--out",
+        str(base))
+    code, _, err = cli("finetune", "start", str(base), "--model", "local", "--suffix", "x",
+                       "--l2", "strong")
+    assert code == 2 and "l2 must be 'auto' or a positive number" in err
+    code, _, err = cli("finetune", "start", str(base), "--model", "gpt-4o-mini", "--suffix", "x",
+                       "--backend", "openai", "--l2", "1e-4")
+    assert code == 2 and "the openai backend has no such hyperparameter" in err
+    code, out, err = cli("finetune", "start", str(base), "--model", "local", "--suffix", "x",
+                         "--l2", "1e-4", "--json")
+    assert code == 0, err
+    job = json.loads(out)["job"]
+    assert job["status"]["metrics"]["l2"] == 1e-4 and job["hyperparameters"] == {"l2": 1e-4}
 
 
 def test_prepare_rag_generator_from_squad_retrieves_at_build_time(cli: CLI, tmp_path: Path) -> None:

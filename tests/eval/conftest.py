@@ -11,7 +11,7 @@ import pytest
 from ragft.answer import Usage
 from ragft.eval.questions import Question
 from ragft.metering.meter import Ledger, Meter
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion, Message
 from ragft.models.context import split_question
 from ragft.models.local import ABSTAIN_TEXT, HashingEmbedder

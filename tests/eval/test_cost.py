@@ -20,7 +20,7 @@ from ragft.eval.cost import (
 )
 from ragft.eval.harness import EvalResult, summarize
 from ragft.metering.prices import PriceTable
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 
 
 def test_seed_example_embedding_10m_tokens_small_model() -> None:

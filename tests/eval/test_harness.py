@@ -24,7 +24,7 @@ from ragft.eval.harness import (
 from ragft.eval.judge import LLMJudge
 from ragft.eval.questions import Question
 from ragft.metering.meter import Ledger, Meter, RollUp
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Completion
 from ragft.route import Route
 from ragft.strategies import FineTuned

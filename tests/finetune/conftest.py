@@ -89,3 +89,28 @@ def client() -> Iterator[openai.OpenAI]:
     with openai.OpenAI(api_key="sk-test", base_url=API, http_client=httpx.Client(),
                        max_retries=0) as c:
         yield c
+
+
+def many_label_rows(n_labels: int = 150, per_label: int = 6, seed: int = 0) -> list[tuple[str, str]]:
+    """``(utterance, intent)`` pairs over ``n_labels`` intents, an intent-150-like set: each
+    intent has its own two content words, put into shared templates with shared filler, so
+    the words every label uses carry no signal and the two own words do."""
+    import random
+
+    rng = random.Random(seed)
+    templates = ["can you {a} my {b} please", "i want to {a} the {b}", "how do i {a} a {b}",
+                 "{a} {b} for me", "what happens if i {a} my {b} today", "help me {a} this {b}"]
+    filler = ["now", "quickly", "again", "tomorrow", "thanks", "asap", "", "", ""]
+    rows = []
+    for k in range(n_labels):
+        a, b = f"verb{k}x", f"noun{k}y"
+        for _ in range(per_label):
+            text = f"{rng.choice(templates).format(a=a, b=b)} {rng.choice(filler)}".strip()
+            rows.append((text, f"intent_{k}"))
+    return rows
+
+
+@pytest.fixture(name="many_label_rows")
+def many_label_rows_fixture():  # type: ignore[no-untyped-def]
+    """:func:`many_label_rows` as a fixture."""
+    return many_label_rows

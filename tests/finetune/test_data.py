@@ -24,7 +24,7 @@ from ragft.finetune.data import (
     validate_file,
     write_jsonl,
 )
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 
 MODEL = "gpt-4o-mini"
 TODAY = dt.date(2026, 11, 29)
@@ -74,7 +74,9 @@ def test_rewriter_examples_and_router_label_is_the_reply() -> None:
     assert rw[0]["messages"][0]["content"] == REWRITER_SYSTEM
     rt = router_examples([{"query": "write a poem", "label": "creative"}], ["factual", "creative"])
     assert rt[0]["messages"][-1] == {"role": "assistant", "content": "creative"}
-    assert "factual, creative" in rt[0]["messages"][0]["content"]
+    from ragft.prompts import ROUTER_SYSTEM
+
+    assert rt[0]["messages"][0]["content"] == ROUTER_SYSTEM
 
 
 def test_router_examples_rejects_unknown_label() -> None:
@@ -94,6 +96,17 @@ def test_detect_purpose(chat) -> None:  # type: ignore[no-untyped-def]
                 for i in range(5)]
     assert detect_purpose(rewrites) == "rewriter"
     answers = [chat(f"what is item {i}?", f"It costs {i} dollars.", system=None) for i in range(5)]
+    assert detect_purpose(answers) == "generator"
+
+
+def test_detect_purpose_many_one_word_labels_is_a_router(chat) -> None:  # type: ignore[no-untyped-def]
+    # A 150-intent data set as a plain chat JSONL: 150 distinct one-word labels, each repeated.
+    intents = [f"intent_{k}" for k in range(150)]
+    rows = [chat(f"utterance {i} about {intents[i % 150]}", intents[i % 150], system=None)
+            for i in range(150 * 6)]
+    assert detect_purpose(rows) == "router"
+    # One-word replies that (almost) never repeat are answers, however many there are.
+    answers = [chat(f"what is the code of item {i}?", f"X{i}", system=None) for i in range(300)]
     assert detect_purpose(answers) == "generator"
 
 
@@ -373,3 +386,19 @@ def test_report_to_dict_is_json(tmp_path: Path, write_lines) -> None:  # type: i
     report = validate_file(file_with(tmp_path, write_lines, {3: "x"}), model=MODEL)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["problems"][0]["line"] == 3 and data["ok"] is False
+
+
+def test_router_examples_do_not_repeat_the_label_list(many_label_rows) -> None:  # type: ignore[no-untyped-def]
+    from ragft import prompts
+
+    rows = many_label_rows(150, 2)
+    labels = sorted({label for _, label in rows})
+    examples = router_examples(rows, labels)
+    systems = {ex["messages"][0]["content"] for ex in examples}
+    assert systems == {prompts.ROUTER_SYSTEM}
+    assert not any(label in prompts.ROUTER_SYSTEM for label in labels)
+    # What is billed per example no longer grows with the number of labels (it was ~500 tokens
+    # of label list per example over 150 labels).
+    report = validate_examples(examples, model="gpt-4o-mini")
+    assert report.tokens.max < 60
+    assert detect_purpose(examples) == "router"

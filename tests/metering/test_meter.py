@@ -258,7 +258,7 @@ def test_concurrent_calls_cannot_overshoot_the_run_budget() -> None:
             _time.sleep(0.05)  # all threads are past the budget check before any records
             return super().complete(messages, **kw)
 
-    from ragft.metering.tokens import count_chat_tokens
+    from ragft.tokens import count_chat_tokens
 
     # The model reports exactly what the meter estimates: ~$0.008 a call.
     prompt = count_chat_tokens(MSGS, "gpt-4.1")

@@ -35,7 +35,7 @@ def client() -> Iterator[openai.OpenAI]:
 
 @pytest.fixture
 def tokens() -> ModuleType:
-    """``ragft.metering.tokens`` for tests that need tiktoken counts."""
-    import ragft.metering.tokens
+    """``ragft.tokens`` for tests that need tiktoken counts."""
+    import ragft.tokens
 
-    return ragft.metering.tokens
+    return ragft.tokens

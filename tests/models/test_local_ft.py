@@ -11,7 +11,7 @@ import pytest
 from ragft.errors import ModelError, ModelNotFoundError
 from ragft.finetune.data import generator_examples, rewriter_examples, router_examples, write_jsonl
 from ragft.finetune.backends.local import LocalFineTuneBackend
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import ChatModel, Embedder
 from ragft.models.local import ABSTAIN_TEXT, HashingEmbedder
 from ragft.models.local_ft import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragft.errors import ConfigError
-from ragft.metering.tokens import count_tokens
+from ragft.tokens import count_tokens
 from ragft.rag.chunker import chunk_document
 from ragft.rag.documents import Document
 from ragft.textutil import split_sentences

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ragft.errors import DocumentError
-from ragft.rag.documents import Document, DocumentWarning, load_directory
+from ragft.rag.documents import Document, DocumentWarning, load_corpus, load_directory
 
 
 def test_markdown_and_text_files_get_relative_ids_titles_and_hashes(corpus_dir) -> None:
@@ -111,3 +111,46 @@ def test_document_from_text_and_hash_changes_with_text() -> None:
     assert a.title == "Heading"
     assert a.content_hash != b.content_hash
     assert Document.from_text("x/plain.txt", "no heading").title == "plain"
+
+
+# -- issue 9: nothing skipped without saying so -------------------------------------------------
+
+
+def _bad_files(root) -> None:
+    (root / "random.bin.txt").write_bytes(bytes(range(256)) * 4)
+    (root / "latin1.md").write_bytes("# Café\n\ncrème brûlée".encode("latin-1"))
+    (root / "elf.json").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00")
+
+
+def test_lenient_loading_reports_every_skipped_file_with_its_reason(tmp_path) -> None:
+    (tmp_path / "good.md").write_text("# Good\n\nkept")
+    _bad_files(tmp_path)
+    loaded = load_corpus(tmp_path, strict=False)
+    assert [d.id for d in loaded.documents] == ["good.md"]
+    reasons = {s.path: s.reason for s in loaded.skipped}
+    assert set(reasons) == {"random.bin.txt", "latin1.md", "elf.json"}
+    assert "binary" in reasons["elf.json"] and "UTF-8" in reasons["latin1.md"]
+    assert all(s.unreadable for s in loaded.skipped)
+    # The old hint pointed at "load patterns" that neither the CLI nor the config exposes.
+    assert not any("pattern" in r for r in reasons.values())
+
+
+def test_utf16_with_a_bom_is_read(tmp_path) -> None:
+    (tmp_path / "wide.txt").write_bytes("# Wide\n\nUTF-16 text".encode("utf-16"))
+    (tmp_path / "wide_be.md").write_bytes(b"\xfe\xff" + "big endian".encode("utf-16-be"))
+    docs = {d.id: d.text for d in load_directory(tmp_path)}
+    assert docs == {"wide.txt": "# Wide\n\nUTF-16 text", "wide_be.md": "big endian"}
+
+
+def test_upper_case_extensions_are_read_and_unsupported_types_listed(tmp_path) -> None:
+    (tmp_path / "NOTE.TXT").write_text("upper text")
+    (tmp_path / "UPPER.MD").write_text("# Upper\n\nmarkdown")
+    (tmp_path / "page.html").write_text("<p>html</p>")
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.4")
+    loaded = load_corpus(tmp_path)
+    assert [d.id for d in loaded.documents] == ["NOTE.TXT", "UPPER.MD"]
+    assert loaded.documents[1].metadata["format"] == "md"
+    skipped = {s.path: s for s in loaded.skipped}
+    assert set(skipped) == {"page.html", "paper.pdf"}
+    assert "unsupported" in skipped["page.html"].reason and ".md" in skipped["page.html"].reason
+    assert not any(s.unreadable for s in loaded.skipped)  # not an error: just not corpus

@@ -53,3 +53,14 @@ def test_vectors_of_another_dimension_are_misses(tmp_path) -> None:
     cache.put_many("m", {"k": np.ones(4, np.float32)})
     assert set(cache.get_many("m", ["k"], dim=4)) == {"k"}
     assert cache.get_many("m", ["k"], dim=8) == {}
+
+
+def test_the_wrapper_forwards_nothing_beyond_the_protocol(tmp_path) -> None:
+    from ragft.models.local import HashingEmbedder
+
+    inner = HashingEmbedder(64)
+    inner.batch_size = 7  # type: ignore[attr-defined]  # a backend extra
+    cached = CachedEmbedder(inner, EmbeddingCache(tmp_path / "c.sqlite"))
+    assert cached.inner.batch_size == 7  # type: ignore[attr-defined]  # reached explicitly
+    assert not hasattr(cached, "batch_size")  # no silent forwarding through the wrapper
+    assert (cached.name, cached.dimension) == (inner.name, inner.dimension)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragft.errors import IndexStoreError, ModelUnavailableError
+from ragft.errors import DocumentError, IndexStoreError, MassRemovalError, ModelUnavailableError
 from ragft.metering.meter import Meter
 from ragft.models.local import HashingEmbedder
 from ragft.rag.documents import Document
@@ -153,3 +153,100 @@ def test_stats_and_kind(tmp_path, corpus_dir, embedder) -> None:
     assert stats["cached_embeddings"] == stats["chunks"]
     flat = open_kb(tmp_path / "kb", embedder, kind="flat")
     assert flat.index.kind == "flat" and len(flat) == len(kb)
+
+
+# -- issue 9: losing or skipping data without saying so ------------------------------------------
+
+
+def test_sync_refuses_to_remove_most_documents_unless_asked(tmp_path, corpus_dir, embedder) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MassRemovalError, match=r"all 4 indexed documents.*allow_removal") as err:
+        kb.sync(empty, progress=False)
+    assert "policies/travel.md" in str(err.value)
+    for name in ("policies/travel.md", "policies/leave.md", "product/webhooks.md"):
+        (corpus_dir / name).unlink()
+    with pytest.raises(MassRemovalError, match="3 of the 4"):
+        kb.sync(corpus_dir, progress=False)
+    with pytest.raises(MassRemovalError):
+        kb.sync_documents([], progress=False)
+    # Nothing was removed, in memory or on disk.
+    assert len(kb.document_ids()) == 4 == len(open_kb(tmp_path / "kb", embedder).document_ids())
+    report = kb.sync(corpus_dir, progress=False, allow_removal=True)
+    assert len(report.removed) == 3 and kb.document_ids() == ["org/glossary.txt"]
+
+
+def test_removing_half_or_fewer_needs_no_flag(tmp_path, corpus_dir, embedder) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    (corpus_dir / "policies" / "travel.md").unlink()
+    (corpus_dir / "policies" / "leave.md").unlink()
+    assert len(kb.sync(corpus_dir, progress=False).removed) == 2
+
+
+def test_an_unreadable_file_is_skipped_and_reported_and_its_indexed_version_kept(
+    tmp_path, corpus_dir, embedder
+) -> None:
+    kb = open_kb(tmp_path / "kb", embedder)
+    kb.sync(corpus_dir, progress=False)
+    (corpus_dir / "policies" / "leave.md").write_bytes("# Leave\n\ncongé".encode("latin-1"))
+    (corpus_dir / "new.md").write_text("# New\n\nA new document about badges.")
+    report = kb.sync(corpus_dir, progress=False)
+    assert report.added == ("new.md",)
+    assert [s.path for s in report.skipped] == ["policies/leave.md"]
+    assert report.problems and "UTF-8" in report.skipped[0].reason
+    assert "policies/leave.md" in kb.document_ids()  # not dropped because it failed to read
+    assert "skipped 1 file" in report.summary()
+    with pytest.raises(DocumentError, match="leave.md"):
+        kb.sync(corpus_dir, progress=False, strict=True)
+
+
+def test_an_empty_corpus_is_an_error_not_added_0(tmp_path, embedder) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "page.html").write_text("<p>x</p>")
+    kb = open_kb(tmp_path / "kb", embedder)
+    with pytest.raises(DocumentError, match=r"no documents.*page\.html.*unsupported"):
+        kb.sync(empty, progress=False)
+
+
+def test_two_writers_do_not_lose_each_others_updates(tmp_path, corpus_dir, embedder) -> None:
+    open_kb(tmp_path / "kb", embedder).sync(corpus_dir, progress=False)
+    first = open_kb(tmp_path / "kb", embedder)
+    second = open_kb(tmp_path / "kb", embedder)  # both loaded the same saved version
+    first.upsert_document(Document.from_text("x.md", "# X\n\nbadges are blue"))
+    second.upsert_document(Document.from_text("y.md", "# Y\n\nlaptops are grey"))
+    assert {"x.md", "y.md"} <= set(open_kb(tmp_path / "kb", embedder).document_ids())
+    (corpus_dir / "x.md").write_text("# X\n\nbadges are blue")
+    (corpus_dir / "y.md").write_text("# Y\n\nlaptops are grey")
+    first.sync(corpus_dir, progress=False)
+    report = second.sync(corpus_dir, progress=False)  # sees the first one's work: no re-embedding
+    assert not report.modified and report.embedded_chunks == 0
+
+
+def test_a_second_writer_fails_fast_before_embedding_or_waits_with_a_message(
+    tmp_path, corpus_dir, embedder, capsys
+) -> None:
+    import threading
+    import time
+
+    from ragft.errors import IndexBusyError
+
+    holder = open_kb(tmp_path / "kb", embedder)
+    waiter = open_kb(tmp_path / "kb", embedder)
+    with holder.writing():
+        with pytest.raises(IndexBusyError, match="another process is writing"):
+            waiter.sync(corpus_dir, progress=False, wait=False)
+        assert embedder.calls == []  # refused before any embedding call
+        done: list[object] = []
+        thread = threading.Thread(target=lambda: done.append(waiter.sync(corpus_dir)))
+        thread.start()
+        seen = ""
+        while "waiting for another writer" not in seen and thread.is_alive():
+            seen += capsys.readouterr().err
+            time.sleep(0.01)
+        assert "waiting for another writer" in seen and not done
+    thread.join()
+    assert len(done[0].added) == 4  # type: ignore[attr-defined]

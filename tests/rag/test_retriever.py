@@ -167,3 +167,27 @@ def test_semantic_retrieval_beats_lexical_on_a_paraphrase(tmp_path, make_corpus)
     assert lexical.retriever(mode="bm25").retrieve(query) == []  # no shared term at all
     top_lexical = lexical.retriever(mode="dense", top_k=3).retrieve(query)
     assert all(h.score < 0.1 for h in top_lexical)  # hashing vectors share nothing either
+
+
+def test_a_query_longer_than_the_embedders_window_is_truncated_with_a_warning(
+    tmp_path, make_corpus
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from ragft.models.local import MiniLMEmbedder
+    from ragft.rag.retriever import QueryTruncatedWarning
+
+    minilm = MiniLMEmbedder()
+    result = minilm.embed(["short", "word " * 400, "also short"], kind="query")
+    assert result.truncated == (1,)  # the embedder says which inputs it cut
+    docs = make_corpus(tmp_path / "docs", {"pets.md": "# Pets\n\nDogs are welcome on Fridays."})
+    kb = KnowledgeBase.open(tmp_path / "kb", minilm)
+    kb.sync(docs, progress=False)
+    retriever = kb.retriever(mode="dense", top_k=1)
+    with pytest.warns(QueryTruncatedWarning, match=r"longer than the 256-token window"):
+        hits = retriever.retrieve("Are dogs welcome? " + "Please tell me more. " * 200)
+    assert hits[0].chunk.document_id == "pets.md"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        retriever.retrieve("Are dogs welcome?")  # a short query warns about nothing

@@ -140,11 +140,14 @@ def test_a_strategy_given_its_parts_leaves_them_to_the_caller(cfg) -> None:
 
 
 def test_a_strategy_that_fails_to_build_releases_what_it_built(cfg) -> None:
-    from ragft.errors import IndexStoreError
+    from ragft.errors import ConfigError
 
     BUILT.clear()
-    # The LLM classifier's chat model is built, then the rag route finds an empty index.
-    failing = cfg.with_overrides(**{"strategy.router.classifier": "llm"})
-    with pytest.raises(IndexStoreError):
+    # The LLM classifier's chat model is built, then a route names no strategy. (Route targets
+    # themselves are built lazily, on the first query that takes them.)
+    failing = cfg.with_overrides(**{"strategy.router.classifier": "llm",
+                                    "strategy.router.routes": {"factual": "nope"},
+                                    "strategy.router.default_route": "refuse"})
+    with pytest.raises(ConfigError, match="router route 'factual' -> 'nope': unknown strategy"):
         from_config(failing, strategy="router")
     assert [m.closed for m in BUILT] == [1]

@@ -136,3 +136,70 @@ def test_openai_model_without_a_key_is_a_clear_error(home) -> None:
 
     with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
         from_config(cfg, strategy="rag")
+
+
+def test_rules_router_needs_no_model_of_a_route_no_query_takes(home, tmp_path) -> None:
+    # Same index, but a registry without any fine-tuned model.
+    cfg = load_config(home / "ragft.toml", overrides={
+        "strategy.router.classifier": "rules", "models.finetuned": "registry:nothing_here"})
+    router = from_config(cfg, strategy="router")  # used to fail: no model 'nothing_here'
+    a = router.answer("What is the meal per diem?")
+    assert str(a.route).startswith("router: factual (1.00) -> rag | rag: "), str(a.route)
+    with pytest.raises(RegistryError, match=r"router route 'procedural' -> 'finetuned': .*nothing_here"):
+        router.answer("How do I request a new laptop?")
+    typo = cfg.with_overrides(**{"strategy.router.routes": {"factual": "rga"}})
+    with pytest.raises(ConfigError, match="router route 'factual' -> 'rga': unknown strategy"):
+        from_config(typo, strategy="router")
+
+
+def test_router_uses_the_threshold_stored_with_the_model_unless_configured(home) -> None:
+    from ragft.components import Components, build_meter
+
+    cfg = load_config(home / "ragft.toml")
+    stored = Components(cfg, build_meter(cfg, ledger=False)).router_chat().min_score
+    assert stored is not None and 0.0 <= stored < 1.0
+    assert cfg.strategy.router.min_score is None
+    assert from_config(cfg, strategy="router").min_score == stored  # type: ignore[attr-defined]
+    fixed = cfg.with_overrides(**{"strategy.router.min_score": 0.4})
+    assert from_config(fixed, strategy="router").min_score == 0.4  # type: ignore[attr-defined]
+    rules = cfg.with_overrides(**{"strategy.router.classifier": "rules"})
+    assert from_config(rules, strategy="router").min_score == 0.0  # type: ignore[attr-defined]
+
+
+def test_a_model_trained_against_another_corpus_warns(home, capsys) -> None:
+    from ragft.finetune.registry import CorpusIdentity, CorpusMismatchWarning
+
+    config = str(home / "ragft.toml")
+    path = home / "router-corpus.jsonl"
+    write_jsonl(router_examples(rows("routes.jsonl"), ["factual", "procedural", "creative", "out_of_scope"]), path)
+    assert cli(["finetune", "start", str(path), "--model", "local", "--suffix", "corpus",
+                "--register", "corpus_router", "--config", config]) == 0
+    registry = ModelRegistry(home / REGISTRY_FILE)
+    trained = registry.get("corpus_router", 1)
+    from ragft.components import index_corpus_identity
+
+    assert trained.corpus is not None and trained.corpus.documents > 40  # recorded at training
+    assert trained.corpus == index_corpus_identity(load_config(config))
+    n_docs = trained.corpus.documents
+    registry.promote("corpus_router", 1)
+    cfg = load_config(home / "ragft.toml", overrides={"models.router": "registry:corpus_router"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same index: silent
+        from_config(cfg, strategy="router")
+    # A version trained against another corpus, used against this index: warned.
+    v2 = registry.register("corpus_router", model_id=trained.model_id, base_model="local",
+                           purpose="router", corpus=CorpusIdentity.of({"other/notes.md": "0" * 64}))
+    registry.promote("corpus_router", v2.version)
+    with pytest.warns(CorpusMismatchWarning, match=rf"corpus_router@2 .*1 document .*{n_docs} documents"):
+        from_config(cfg, strategy="router")
+    # On the command line: one line saying so, and the answer still comes.
+    other = home / "corpus.toml"
+    other.write_text((home / "ragft.toml").read_text().replace(
+        "[models]\n", '[models]\nrouter = "registry:corpus_router"\n'))
+    capsys.readouterr()
+    assert cli(["ask", "Write a haiku about Mondays", "--config", str(other), "--strategy", "router"]) == 0
+    err = capsys.readouterr().err
+    assert f"ragft: warning: model corpus_router@2 ({trained.model_id}) was trained against a corpus of 1 document" in err
+    assert "CorpusMismatchWarning" not in err

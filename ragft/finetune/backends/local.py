@@ -39,7 +39,7 @@ from ragft.storage import (
     publish_directory,
     read_json,
 )
-from ragft.metering.tokens import count_chat_tokens, count_tokens
+from ragft.tokens import count_chat_tokens, count_tokens
 from ragft.models.base import Embedder
 from ragft.models.local_ft import ARTIFACT_FORMAT, LOCAL_FT_PREFIX, artifact_dir
 
@@ -71,9 +71,9 @@ class LocalFineTuneBackend:
     artifact directory per trained model. ``background=True`` trains in a thread (poll it
     with :meth:`retrieve_job` like a remote job); by default :meth:`create_job` returns when
     training has finished. ``on_event`` sees every event as it is logged (live progress).
-    Hyperparameters: ``n_epochs`` (int or ``"auto"``) scales the iterative trainers (router:
-    100 gradient steps per epoch, 300 for auto; adapter: epochs over the pairs, 10 for auto);
-    what is trained is :data:`~ragft.finetune.trainers.TRAINERS`' entry for the purpose.
+    Hyperparameters: ``n_epochs`` (int or ``"auto"``) is the adapter's number of passes over
+    its pairs (10 for auto); the router is fitted to convergence and refuses a set number of
+    epochs, its ``l2`` (a number or ``"auto"``) sets its regularisation. What is trained is :data:`~ragft.finetune.trainers.TRAINERS`' entry for the purpose.
     """
 
     name = "local"
@@ -330,7 +330,9 @@ class LocalFineTuneBackend:
         def on_step(step: int, total: int, metrics: Mapping[str, float]) -> None:
             self._check_cancel(job_id)
             shown = ", ".join(
-                f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items() if k != "step"
+                # A regularisation strength spans decades (1e-2 .. 1e-6): significant digits.
+                f"{k.replace('_', ' ')} {v:.4g}" if k == "l2" else f"{k.replace('_', ' ')} {v:.4f}"
+                for k, v in metrics.items() if k != "step"
             )
             self._update(job_id, message=f"Step {step}/{total}: {shown}", event_type="metrics",
                          data={"step": step, "total_steps": total, **metrics})
@@ -339,6 +341,7 @@ class LocalFineTuneBackend:
             train=train, validation=validation, embedder=self.embedder,
             epochs=None if epochs_param in (None, "auto") else int(epochs_param), seed=seed,
             on_step=on_step, adapter_identity_l2=self.adapter_identity_l2,
+            hyperparameters=dict(status.hyperparameters),
         ))
         self._check_cancel(job_id)
         model_id = f"{LOCAL_FT_PREFIX}{purpose}:{record['suffix']}:{job_id}"

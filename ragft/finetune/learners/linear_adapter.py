@@ -9,9 +9,15 @@ import numpy as np
 
 from ragft.finetune.learners.adam import Adam
 from ragft.finetune.learners.progress import StepCallback
-from ragft.finetune.learners.softmax import softmax
 
 __all__ = ["AdapterFit", "fit_linear_adapter"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    # Row-wise, shifted by each row's maximum so large logits do not overflow.
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ def _contrastive_loss_grad(
     logits = scale * (qh @ cols.T)
     if mask is not None:
         logits[:, : len(p)] = np.where(mask, -1e9, logits[:, : len(p)])
-    probs = softmax(logits)
+    probs = _softmax(logits)
     n = len(q)
     loss = -float(np.mean(np.log(probs[np.arange(n), np.arange(n)] + 1e-12)))
     if not need_grad:

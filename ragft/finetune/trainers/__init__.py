@@ -4,7 +4,7 @@
 
 * :mod:`.generator` — nearest-neighbour answers with a calibrated confidence;
 * :mod:`.rewriter` — query-word → rewrite-term associations tuned for token F1;
-* :mod:`.router` — softmax regression from query embeddings to labels;
+* :mod:`.router` — logistic regression (scikit-learn) from query embeddings to labels;
 * :mod:`.adapter` — a linear query-embedding adapter (contrastive loss).
 
 Each returns a :class:`~ragft.finetune.trainers.base.TrainedModel` that the backend writes as

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,7 +34,8 @@ class TrainingRun:
     """Everything a trainer receives from the job that runs it.
 
     ``epochs`` is the job's ``n_epochs`` (``None`` for ``"auto"``: each trainer picks its own
-    default); ``adapter_identity_l2`` is the backend's setting for the adapter trainer.
+    default); ``hyperparameters`` are the job's own (e.g. the router's ``l2``);
+    ``adapter_identity_l2`` is the backend's setting for the adapter trainer.
     """
 
     train: Sequence[Mapping[str, Any]]
@@ -44,6 +45,7 @@ class TrainingRun:
     seed: int = 0
     on_step: StepCallback | None = None
     adapter_identity_l2: float = 0.0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Trainer(Protocol):

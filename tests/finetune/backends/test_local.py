@@ -45,7 +45,7 @@ def test_router_job_goes_through_states_and_events(tmp_path: Path, hashing, rout
     backend = LocalFineTuneBackend(tmp_path / "models", hashing, on_event=live.append)
     meter = Meter()
     manager = JobManager(backend, tmp_path / "jobs", meter=meter, sleep=lambda s: None)
-    job = manager.start(router_file, model="local", suffix="demo", epochs=2)
+    job = manager.start(router_file, model="local", suffix="demo", hyperparameters={"l2": 1e-3})
     followed: list[JobEvent] = []
     status = manager.follow(job.job_id, on_event=followed.append)
     assert status.status == "succeeded"
@@ -53,13 +53,13 @@ def test_router_job_goes_through_states_and_events(tmp_path: Path, hashing, rout
     messages = [e.message for e in followed]
     assert messages == [e.message for e in live]  # the log is complete and in order
     order = ["Created fine-tuning job", "Validating training file", "Files validated",
-             "Training router on 30 examples", "Step 20/200: train loss",
-             "Step 200/200: train loss", "New fine-tuned model created",
+             "Training router on 30 examples", "Step 1/1: l2 0.001, train loss",
+             "New fine-tuned model created",
              "The job has successfully completed"]
     positions = [next(i for i, m in enumerate(messages) if m.startswith(o)) for o in order]
     assert positions == sorted(positions)
     step = next(e for e in followed if e.type == "metrics")
-    assert {"step", "train_loss", "valid_accuracy"} <= set(step.data)
+    assert {"step", "l2", "train_loss", "valid_accuracy"} <= set(step.data)
     assert status.metrics["valid_accuracy"] >= 0.5
     assert status.trained_tokens and status.trained_tokens > 0
     # Local training is metered (so token totals compare) but free.
@@ -226,7 +226,7 @@ def test_training_usage_is_metered_once_even_after_a_crash_before_the_state_save
     backend = LocalFineTuneBackend(tmp_path / "models", hashing)
     ledger = Ledger(tmp_path / "ledger.jsonl")
     manager = JobManager(backend, tmp_path / "jobs", meter=Meter(ledger=ledger), sleep=lambda s: None)
-    job = manager.start(router_file, model="local", suffix="crash", epochs=1)
+    job = manager.start(router_file, model="local", suffix="crash")
     real_save = manager._save
     calls = {"n": 0}
 
@@ -246,3 +246,23 @@ def test_training_usage_is_metered_once_even_after_a_crash_before_the_state_save
     records = ledger.read()
     assert len(records) == 1 and records[0].tags["job"] == job.job_id
     assert resumed.get(job.job_id).usage_recorded
+
+
+def test_router_job_with_epochs_fails_saying_why(tmp_path: Path, hashing, router_file) -> None:  # type: ignore[no-untyped-def]
+    backend = LocalFineTuneBackend(tmp_path, hashing)
+    status = backend.create_job(model="local", training_file=backend.upload_file(router_file).id,
+                                hyperparameters={"n_epochs": 3})
+    assert status.status == "failed"
+    assert "n_epochs=3 has no meaning" in str(status.error)
+
+
+def test_router_l2_reaches_the_trainer_and_keys_the_job(tmp_path: Path, hashing, router_file) -> None:  # type: ignore[no-untyped-def]
+    backend = LocalFineTuneBackend(tmp_path / "models", hashing)
+    manager = JobManager(backend, tmp_path / "jobs", sleep=lambda s: None)
+    strong = manager.follow(manager.start(router_file, model="local", suffix="r",
+                                          hyperparameters={"l2": 0.5}).job_id)
+    weak = manager.follow(manager.start(router_file, model="local", suffix="r",
+                                        hyperparameters={"l2": 1e-5}).job_id)
+    assert strong.id != weak.id  # another l2 is another job, not a resume
+    assert strong.metrics["l2"] == 0.5 and weak.metrics["l2"] == 1e-5
+    assert strong.hyperparameters == {"l2": 0.5, "n_epochs": "auto"}

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 import tiktoken
 
-from ragft.metering import tokens
+from ragft import tokens
 
 SAMPLES = [
     "",
