@@ -29,6 +29,7 @@ __all__ = [
     "SupportsClose",
     "confidence_from_logprobs",
     "follows_prompts",
+    "texts_per_call",
 ]
 
 #: An OpenAI-style chat message: ``{"role": "system"|"user"|"assistant", "content": "..."}``.
@@ -163,6 +164,23 @@ def follows_prompts(model: ChatModel) -> bool:
     declare ``follows_prompts = False``: a feature that sends its own scoring or labelling
     prompt (an LLM reranker or classifier) cannot use them. Any other model is assumed to."""
     return bool(getattr(model, "follows_prompts", True))
+
+
+def texts_per_call(embedder: object, default: int) -> int:
+    """How many texts ``embedder`` wants per :meth:`Embedder.embed` call (``default`` if it
+    does not say). An embedder that sends concurrent requests (OpenAI's) declares
+    ``texts_per_call`` to get slices big enough to keep them all busy. Wrappers (metered,
+    cached) expose what they wrap as ``.inner`` and declare nothing, so the chain is followed
+    to the first object that answers."""
+    obj: object | None = embedder
+    seen: set[int] = set()
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        value = getattr(obj, "texts_per_call", None)
+        if value is not None:
+            return int(value)
+        obj = getattr(obj, "inner", None)
+    return default
 
 
 @runtime_checkable

@@ -34,7 +34,7 @@ from ragft.errors import (
     DocumentError,
     MassRemovalError,
 )
-from ragft.models.base import Embedder
+from ragft.models.base import Embedder, texts_per_call
 from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
 from ragft.rag.documents import Document, LoadedCorpus, SkippedFile, load_corpus
@@ -282,7 +282,7 @@ class KnowledgeBase:
         ) as bar:
             # An embedder sending concurrent requests (OpenAI's) asks for slices big enough
             # to keep them all busy; the slice is also the unit that reaches the cache.
-            step = max(EMBED_BATCH, int(getattr(self.embedder.inner, "texts_per_call", EMBED_BATCH)))
+            step = max(EMBED_BATCH, texts_per_call(self.embedder, EMBED_BATCH))
             for start in range(0, len(chunks), step):
                 batch = chunks[start : start + step]
                 result = self.embedder.embed([c.embedding_text for c in batch], kind="document")

@@ -236,8 +236,9 @@ def test_backend_concurrency_in_the_config_reaches_the_embedder() -> None:
     assert isinstance(built, OpenAIEmbedder) and built.concurrency == 7
 
 
+@pytest.mark.parametrize("metered", [False, True])
 def test_a_knowledge_base_sync_keeps_every_concurrent_request_busy(
-    api: respx.MockRouter, client: openai.OpenAI, tokens: ModuleType, tmp_path: Path
+    api: respx.MockRouter, client: openai.OpenAI, tokens: ModuleType, tmp_path: Path, metered: bool
 ) -> None:
     # 4 requests of 64 texts are one embed() call's worth (texts_per_call = 256 > EMBED_BATCH):
     # all four must be in flight together.
@@ -249,8 +250,11 @@ def test_a_knowledge_base_sync_keeps_every_concurrent_request_busy(
         return reply(numbers(request))
 
     route = api.post("/embeddings").mock(side_effect=handler)
-    kb = KnowledgeBase.open(tmp_path / "kb", embedder(client, batch_size=64, concurrency=4),
-                            kind="flat", chunk_tokens=64, chunk_overlap=8)
+    inner = embedder(client, batch_size=64, concurrency=4)
+    # As in a real run, the meter wraps the model (and the knowledge base its cache around that):
+    # the slice size must still reach the knowledge base through both wrappers.
+    wrapped = Meter().embedder(inner) if metered else inner
+    kb = KnowledgeBase.open(tmp_path / "kb", wrapped, kind="flat", chunk_tokens=64, chunk_overlap=8)
     docs = [Document(id=f"d{i}", title="", text=f"text {i}") for i in range(256)]
     report = kb.sync_documents(docs, progress=False)
 
