@@ -28,7 +28,8 @@ Tree::
     │   ├── FineTuneBackendUnavailable      transient backend failure (5xx, 429); retry
     │   ├── TrainingNotAvailableError       provider refuses fine-tuning (e.g. OpenAI 403)
     │   ├── ModelRetiredError               base model past its shutdown date
-    │   └── JobFailedError                  the job ended failed/cancelled
+    │   ├── JobFailedError                  the job ended failed/cancelled
+    │   └── AdapterExportError (ValueError) a LoRA adapter cannot be written as GGUF
     ├── RegistryError (KeyError)            unknown model name/version, gate failures
     └── EvaluationError (ValueError)        bad question set or results file
 """
@@ -40,6 +41,7 @@ from collections.abc import Sequence
 from ragft.redact import redact
 
 __all__ = [
+    "AdapterExportError",
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigError",
@@ -207,6 +209,12 @@ class ModelRetiredError(FineTuneError):
 
 class JobFailedError(FineTuneError):
     """A fine-tuning job reached a failed or cancelled state."""
+
+
+class AdapterExportError(FineTuneError, ValueError):
+    """A LoRA adapter cannot be converted for llama.cpp (unsupported architecture or module,
+    DoRA, per-module ranks, or a base model it was not trained on); the message says what to
+    change."""
 
 
 class RegistryError(RagftError, KeyError):
