@@ -24,7 +24,7 @@ from ragft.errors import TrainingDataError
 from ragft.tokens import count_tokens
 from ragft.models.context import Passage, format_context, pack_passages
 from ragft.prompts import ABSTAIN_TEXT, RAG_SYSTEM
-from ragft.answer_metrics import normalize_answer
+from ragft.metrics import normalize_answer
 
 __all__ = [
     "RAG_GENERATOR_SYSTEM",
