@@ -43,7 +43,7 @@ from benchmarks.scifact_retrieval import (  # noqa: E402
     read_jsonl,
     read_qrels,
 )
-from ragft.eval.metrics import mean_metric, ndcg_at_k  # noqa: E402
+from ragft.metrics import mean_metric, ndcg_at_k  # noqa: E402
 from ragft.models.local import MiniLMEmbedder  # noqa: E402
 from ragft.rag.bm25 import BM25Index  # noqa: E402
 from ragft.rag.chunker import Chunk, chunk_document  # noqa: E402

@@ -59,7 +59,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragft.eval.metrics import mean_metric, ndcg_at_k, recall_at_k  # noqa: E402
+from ragft.metrics import mean_metric, ndcg_at_k, recall_at_k  # noqa: E402
 from ragft.finetune.learners import fit_linear_adapter  # noqa: E402
 from ragft.models.local import MiniLMEmbedder  # noqa: E402
 

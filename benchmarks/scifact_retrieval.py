@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragft.eval.metrics import mean_metric, ndcg_at_k, recall_at_k  # noqa: E402
+from ragft.metrics import mean_metric, ndcg_at_k, recall_at_k  # noqa: E402
 from ragft.models.local import MiniLMEmbedder  # noqa: E402
 from ragft.rag.bm25 import BM25Index  # noqa: E402
 from ragft.rag.documents import Document  # noqa: E402

@@ -8,7 +8,7 @@ import json
 
 from _setup import ready
 
-from ragft.answer_metrics import token_f1
+from ragft.metrics import token_f1
 from ragft.strategies import calibrate_threshold, from_config
 
 cfg = ready("cascade.toml", need_finetuned=True)

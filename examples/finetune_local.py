@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragft.answer_metrics import token_f1
+from ragft.metrics import token_f1
 from ragft.errors import RegistryError
 from ragft.finetune.data import (
     generator_examples,

@@ -150,6 +150,7 @@ class Answer:
     ``abstained`` is true when the strategy declined to answer (nothing relevant found,
     out-of-scope route). ``retrieved`` lists every passage retrieval returned for the answer,
     best first (``sources`` are the ones the answer cites); retrieval recall@k is measured on it.
+    ``packed`` is how many of them (the first ones) fitted in the model's context, when known.
     """
 
     text: str
@@ -162,6 +163,7 @@ class Answer:
     latency_s: float = 0.0
     abstained: bool = False
     retrieved: tuple[Source, ...] = ()
+    packed: int | None = None
 
     @property
     def cost_usd(self) -> float:

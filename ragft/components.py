@@ -75,9 +75,10 @@ _T = TypeVar("_T")
 # --------------------------------------------------------------------------- metering
 
 
-def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
+def build_meter(cfg: RagftConfig, *, ledger: bool = True, keep_records: bool = True) -> Meter:
     """A :class:`Meter` with the config's price overrides and budget, logging to
-    ``<home>/ledger.jsonl`` unless ``ledger=False``."""
+    ``<home>/ledger.jsonl`` unless ``ledger=False``; ``keep_records=False`` for a long-lived
+    meter (a server) that must not hold every call in memory."""
     prices = PriceTable.load(cfg.path(cfg.prices.file) if cfg.prices.file else None)
     if (cfg.prices.models or cfg.prices.unpriced or cfg.prices.free_prefixes
             or cfg.prices.gpu_usd_per_hour is not None):
@@ -91,6 +92,7 @@ def build_meter(cfg: RagftConfig, *, ledger: bool = True) -> Meter:
         prices,
         ledger=Ledger(cfg.home_path / LEDGER_FILE) if ledger else None,
         budget=Budget(total_usd=cfg.budget.total_usd, per_query_usd=cfg.budget.per_query_usd),
+        keep_records=keep_records,
     )
 
 

@@ -1,7 +1,7 @@
 """TOML configuration -> validated settings -> wired objects.
 
 This is the only module that reads the environment (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
-``RAGFT_HOME``). Everything below receives its parts explicitly.
+``RAGFT_HOME``, ``RAGFT_API_KEYS``). Everything below receives its parts explicitly.
 
 A config file looks like ``examples/configs/rag.toml``; every table is optional and every key
 is validated (``extra="forbid"``), so a typo fails with the key's name instead of being ignored.
@@ -33,6 +33,7 @@ __all__ = [
     "RagftConfig",
     "RetrievalConfig",
     "RouterConfig",
+    "ServeConfig",
     "StrategyConfig",
     "load_config",
 ]
@@ -161,6 +162,31 @@ class BudgetConfig(_Strict):
     per_query_usd: float | None = Field(None, ge=0)
 
 
+class ServeConfig(_Strict):
+    """``ragft serve``: the OpenAI-compatible HTTP API.
+
+    ``api_keys`` lists accepted keys, each either the key itself or ``"sha256:<hex digest>"``
+    (so the file need not hold the secret); ``RAGFT_API_KEYS`` (comma-separated) adds more.
+    With no key at all the API is open, which is only sensible on 127.0.0.1.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    #: Strategies served as models; empty means every registered strategy that builds.
+    strategies: list[str] = Field(default_factory=list)
+    #: Threads answering requests (strategies block; the event loop never runs them).
+    workers: int = Field(4, ge=1, le=256)
+    #: Wall-clock limit per request, queueing included; the client gets 504 after it.
+    timeout_s: float = Field(60.0, gt=0)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_query_chars: int = Field(4000, ge=1)
+    #: Spending limit per API key over the server's life (USD); unset means unlimited.
+    key_budget_usd: float | None = Field(None, ge=0)
+    #: How often the index directory is checked for a newer saved version (seconds; 0: never).
+    reload_interval_s: float = Field(2.0, ge=0)
+
+
 class PricesConfig(_Strict):
     """Price-table overrides: extra models, explicitly unpriced ids, free prefixes, and what
     an hour of self-hosted compute costs (``gpu_usd_per_hour``: billed for local LoRA
@@ -184,6 +210,7 @@ class RagftConfig(_Strict):
     strategy: StrategyConfig = StrategyConfig()
     budget: BudgetConfig = BudgetConfig()
     prices: PricesConfig = PricesConfig()
+    serve: ServeConfig = ServeConfig()
     #: Directory relative paths are resolved against (the config file's folder, or cwd).
     base_dir: str = "."
     #: The config file this was loaded from (absolute), for hints that name it; None = defaults.
@@ -250,6 +277,17 @@ class RagftConfig(_Strict):
     def base_url(self) -> str | None:
         """OpenAI-compatible base URL from the config or ``OPENAI_BASE_URL``."""
         return self.backend.base_url or self.env.get("OPENAI_BASE_URL") or None
+
+    @property
+    def serve_api_keys(self) -> tuple[str, ...]:
+        """Keys ``ragft serve`` accepts: ``RAGFT_API_KEYS`` (comma-separated), then
+        ``[serve] api_keys``; blanks dropped, order kept, duplicates once. Each is registered
+        with :func:`ragft.redact.register_secret` when read, like :attr:`api_key`."""
+        from_env = [k.strip() for k in self.env.get("RAGFT_API_KEYS", "").split(",")]
+        keys = tuple(dict.fromkeys(k for k in (*from_env, *(k.strip() for k in self.serve.api_keys)) if k))
+        for key in keys:
+            register_secret(key)
+        return keys
 
     @property
     def provider(self) -> Literal["local", "openai"]:

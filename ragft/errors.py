@@ -28,7 +28,8 @@ Tree::
     │   ├── FineTuneBackendUnavailable      transient backend failure (5xx, 429); retry
     │   ├── TrainingNotAvailableError       provider refuses fine-tuning (e.g. OpenAI 403)
     │   ├── ModelRetiredError               base model past its shutdown date
-    │   └── JobFailedError                  the job ended failed/cancelled
+    │   ├── JobFailedError                  the job ended failed/cancelled
+    │   └── AdapterExportError (ValueError) a LoRA adapter cannot be written as GGUF
     ├── RegistryError (KeyError)            unknown model name/version, gate failures
     └── EvaluationError (ValueError)        bad question set or results file
 """
@@ -40,6 +41,7 @@ from collections.abc import Sequence
 from ragft.redact import redact
 
 __all__ = [
+    "AdapterExportError",
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigError",
@@ -138,8 +140,9 @@ class UnpricedModelError(PricingError, KeyError):
 class BudgetExceededError(RagftError):
     """A call was refused because it would take spending past a configured budget.
 
-    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run) or
-    ``"query"`` (only this query's allowance is used up)."""
+    ``scope`` is ``"run"`` (the meter's total: nothing more can be spent in this run),
+    ``"query"`` (only this query's allowance is used up) or ``"allowance"`` (an
+    :class:`~ragft.metering.meter.Allowance` — e.g. one API key's budget — is used up)."""
 
     def __init__(
         self,
@@ -206,6 +209,12 @@ class ModelRetiredError(FineTuneError):
 
 class JobFailedError(FineTuneError):
     """A fine-tuning job reached a failed or cancelled state."""
+
+
+class AdapterExportError(FineTuneError, ValueError):
+    """A LoRA adapter cannot be converted for llama.cpp (unsupported architecture or module,
+    DoRA, per-module ranks, or a base model it was not trained on); the message says what to
+    change."""
 
 
 class RegistryError(RagftError, KeyError):

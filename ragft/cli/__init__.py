@@ -35,6 +35,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "cost",
     "decide",
+    "measure",
+    "serve",
 )
 
 

@@ -108,6 +108,14 @@ def register(subparsers: Any) -> None:
                    "job (tokens, and GPU time for LoRA runs) (repeatable; needs --config)")
     c.add_argument("--config", "-c", help="TOML config whose home holds the ledger")
     c.add_argument("--amortize-months", type=int, default=12, help="months over which setup is spread")
+    c.add_argument("--update-frequency", metavar="daily|weekly|monthly|quarterly|static|N/month",
+                   help="how often the knowledge changes: each strategy's cost per update is added "
+                   "to every month (from --freshness, or --update-cost)")
+    c.add_argument("--freshness", metavar="FRESHNESS_JSON",
+                   help="measured cost per update from `ragft measure freshness` (RAG: re-index; "
+                   "fine-tuned strategies: re-train; cascade and router: both)")
+    c.add_argument("--update-cost", action="append", default=[], metavar="NAME=USD",
+                   help="a strategy's cost per update (repeatable; overrides --freshness)")
     c.add_argument("--json", action="store_true", help="print the projection as JSON")
     c.set_defaults(func=run_compare)
 
@@ -178,6 +186,53 @@ def _estimate_lora(args: argparse.Namespace, path: Path, prices: PriceTable) -> 
                                   throughput_source=source)
 
 
+def _simulated(args: argparse.Namespace) -> dict[str, str]:
+    """Which inputs carry simulated prices (``ragft eval/measure --price-as``), and as what."""
+    from ragft.eval.freshness import FreshnessReport
+    from ragft.eval.harness import EvalResult
+
+    out = {}
+    if args.from_eval and (label := EvalResult.from_json(args.from_eval).meta.get("simulated_prices")):
+        out["costs per query"] = str(label)
+    if getattr(args, "freshness", None) and (label := FreshnessReport.from_json(args.freshness).simulated_prices):
+        out["costs per update"] = str(label)
+    return out
+
+
+def _with_updates(costs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Add the per-update cost times the update frequency to each strategy."""
+    from dataclasses import replace
+
+    from ragft.eval.cost import update_costs_from_freshness
+    from ragft.eval.freshness import FreshnessReport, parse_update_frequency
+    from ragft.eval.harness import EvalResult
+
+    if not args.update_frequency:
+        if args.freshness or args.update_cost:
+            raise EvaluationError("--freshness and --update-cost need --update-frequency (e.g. weekly)")
+        return costs
+    label, per_month = parse_update_frequency(args.update_frequency)
+    per_update: dict[str, float] = {}
+    if args.freshness:
+        report = FreshnessReport.from_json(args.freshness)
+        kinds = (EvalResult.from_json(args.from_eval).meta.get("strategy_kinds", {}) if args.from_eval else {})
+        per_update = update_costs_from_freshness(report, {n: str(kinds.get(n, n)) for n in costs})
+    for spec in args.update_cost:
+        name, _, usd = spec.partition("=")
+        try:
+            per_update[name.strip()] = float(usd)
+        except ValueError:
+            raise EvaluationError(f"--update-cost {spec!r}: use NAME=USD, e.g. finetuned=25") from None
+    unknown = sorted(set(per_update) - set(costs))
+    if unknown:
+        raise EvaluationError(f"--update-cost names {', '.join(unknown)}, which is not being compared")
+    if not per_update:
+        raise EvaluationError(f"--update-frequency {label}: say what an update costs with --freshness "
+                              "FRESHNESS_JSON or --update-cost NAME=USD")
+    return {n: replace(c, update_cost=per_update.get(n, 0.0), updates_per_month=per_month)
+            for n, c in costs.items()}
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """Print the monthly cost table and break-even volumes."""
     from ragft.eval.cost import StrategyCost, costs_from_eval, project_monthly_costs
@@ -220,6 +275,13 @@ def run_compare(args: argparse.Namespace) -> int:
             "nothing to compare: pass --from-eval result.json and/or --strategy NAME=COST_PER_QUERY, "
             "e.g. --strategy rag=0.15 --strategy finetuned=0.03:100"
         )
+    costs = _with_updates(costs, args)
     projection = project_monthly_costs(costs, args.volumes)
-    print(json.dumps(projection.to_dict(), indent=2) if args.json else projection.format())
+    simulated = _simulated(args)
+    if args.json:
+        print(json.dumps({**projection.to_dict(), "simulated_prices": simulated}, indent=2))
+    else:
+        for what, label in simulated.items():
+            print(f"SIMULATED PRICES in the {what}: local models charged as {label}; not real costs")
+        print(projection.format())
     return 0

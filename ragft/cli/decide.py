@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
 from ragft.cli._args import parse_count
+from ragft.eval.decide import SITUATIONS
 
 __all__ = ["fill_in", "parse_yes_no", "register", "run"]
 
@@ -61,6 +62,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format-critical", type=parse_yes_no, metavar="yes/no",
                    help="is format/style consistency critical?")
     p.add_argument("--examples", type=parse_count, metavar="N", help="training examples available")
+    p.add_argument("--situation", choices=sorted(SITUATIONS),
+                   help="use the guide's quick decision table instead of the flowchart questions")
+    p.add_argument("--update-frequency", metavar="daily|weekly|monthly|quarterly|static|N/month",
+                   help="how often the knowledge changes; answers 'knowledge changes frequently?' from "
+                   "the measured update times of --freshness (else from the guide's table)")
+    p.add_argument("--freshness", metavar="FRESHNESS_JSON",
+                   help="measured update times from `ragft measure freshness`")
     p.add_argument("--eval", metavar="RESULT_JSON", help="back the pick with an eval result.json")
     p.add_argument("--metric", choices=("f1", "contains", "exact_match", "judge"), default="f1",
                    help="quality measure used with --eval (default: %(default)s)")
@@ -94,6 +102,8 @@ def fill_in(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: Te
     for dest, question, kind in QUESTIONS:
         if getattr(args, dest) is not None:
             continue
+        if dest == "knowledge_changes" and getattr(args, "update_frequency", None):
+            continue  # answered by the update frequency (and measured update times)
         if interactive:
             parser: Callable[[str], Any] = parse_yes_no if kind == "bool" else parse_count
             setattr(args, dest, _prompt(question, parser, stdin, stdout))
@@ -105,9 +115,12 @@ def fill_in(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: Te
 def run(args: argparse.Namespace) -> int:
     """Collect the answers, walk the tree, print the decision."""
     from ragft.eval.decide import DecisionInputs, decide
+    from ragft.eval.freshness import FreshnessReport
     from ragft.eval.harness import EvalResult
 
-    missing = fill_in(args)
+    if args.situation:  # the table is the whole question; ask nothing else
+        args.no_input = True
+    missing = [] if args.situation else fill_in(args)
     if missing and not args.json:
         why = "--no-input" if args.no_input else "stdin is not a terminal"
         print(f"note: {why}; not answered: {', '.join(m.replace('_', '-') for m in missing)} "
@@ -118,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
         volume=args.volume,
         format_critical=args.format_critical,
         examples=args.examples,
+        update_frequency=args.update_frequency,
     )
     evaluation = EvalResult.from_json(args.eval) if args.eval else None
-    decision = decide(inputs, evaluation=evaluation, metric=args.metric)
+    freshness = FreshnessReport.from_json(args.freshness) if args.freshness else None
+    decision = decide(inputs, situation=args.situation, evaluation=evaluation, freshness=freshness,
+                      metric=args.metric)
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
     else:

@@ -53,9 +53,16 @@ def register(subparsers: Any) -> None:
         return sp
 
     sp = add("prepare", "turn Q/A, rewrite or label pairs into chat fine-tuning JSONL", _prepare)
-    sp.add_argument("--purpose", required=True, choices=("generator", "rewriter", "router"))
-    sp.add_argument("--input", required=True, help='JSONL of {"question","answer"}, '
-                    '{"query","rewrite"} or {"query","label"}')
+    sp.add_argument("--purpose", required=True,
+                    choices=("generator", "rag_generator", "rewriter", "router"),
+                    help="generator: closed-book answers; rag_generator: the RAG prompt with "
+                    "context retrieved now from the config's index -> a cited answer or the "
+                    "abstention sentence (pattern 1); rewriter; router")
+    sp.add_argument("--input", required=True, help='JSONL of {"question","answer"} ("" answer: '
+                    'unanswerable), {"query","rewrite"} or {"query","label"}; or a SQuAD 2.0 '
+                    "JSON file with --squad-test")
+    sp.add_argument("--squad-test", metavar="TITLES", help="--input is SQuAD 2.0 JSON: build from "
+                    "every article except these (comma-separated titles), which stay held out")
     sp.add_argument("--out", required=True, help="output JSONL (with --split: OUT's stem + "
                     ".train/.validation/.test.jsonl)")
     sp.add_argument("--split", action="store_true", help="also write hash-based splits")
@@ -196,13 +203,60 @@ def _print_status(status: JobStatus) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def _prepare_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from ragft.finetune import data
+
+    if not args.squad_test:
+        return data.read_jsonl(args.input)
+    from ragft.finetune.squad import load_squad, question_record, split_by_article
+
+    split = split_by_article(load_squad(args.input), [t.strip() for t in args.squad_test.split(",")])
+    print(f"SQuAD: training side {[a.title for a in split.train]}, held out {[a.title for a in split.test]}",
+          file=sys.stderr)
+    return [question_record(q) for q in split.questions("train")]
+
+
+def _resolved_or(parts: Any, ref: str, fallback: str) -> str:
+    from ragft.errors import RegistryError
+
+    try:
+        return str(parts.resolve(ref))
+    except RegistryError:
+        return fallback
+
+
+def _rag_generator(args: argparse.Namespace, rows: list[dict[str, Any]], system_kw: dict[str, Any]) -> Any:
+    from ragft.components import Components, build_meter
+    from ragft.finetune.rag_examples import rag_generator_examples
+
+    cfg = load_config(args.config)
+    parts = Components(cfg, build_meter(cfg, ledger=False))
+    examples, stats = rag_generator_examples(
+        rows,
+        parts.retriever(),
+        top_k=cfg.retrieval.top_k,
+        context_tokens=cfg.retrieval.context_tokens,
+        # ft_rag counts passage tokens with its generator's id: the fine-tuned model's when it
+        # is registered already, else the base chat model's (only the tokenizer family matters).
+        token_model=_resolved_or(parts, cfg.models.finetuned, cfg.chat_model),
+        **system_kw,
+    )
+    print(f"retrieved from {cfg.index_path} (top_k {cfg.retrieval.top_k}): {stats.summary()}",
+          file=sys.stderr)
+    return examples
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from ragft.finetune import data
 
-    rows = data.read_jsonl(args.input)
+    rows = _prepare_rows(args)
     system_kw: dict[str, Any] = {} if args.system is None else {"system": args.system}
     if args.purpose == "generator":
+        if args.squad_test:  # closed book learns facts: SQuAD's unanswerable rows have none
+            rows = [r for r in rows if str(r.get("answer") or "").strip()]
         examples = data.generator_examples(rows, **system_kw)
+    elif args.purpose == "rag_generator":
+        examples = _rag_generator(args, rows, system_kw)
     elif args.purpose == "rewriter":
         examples = data.rewriter_examples(rows, **system_kw)
     else:

@@ -1,7 +1,8 @@
 """A/B comparison of two strategies (or two configs) on the same questions, with paired tests.
 
 Both arms answered the same questions, so the comparison is paired: per question, the
-difference ``B - A`` of a score. Two tests, both exact or resampling-based, numpy/stdlib only:
+difference ``B - A`` of a score. Two tests, both exact or resampling-based, computed by
+``scipy.stats`` (``binomtest``, ``bootstrap``) rather than by hand:
 
 * a **paired bootstrap** confidence interval of the mean difference of a graded score
   (token F1 by default): resample questions with replacement, take the mean difference, and
@@ -18,14 +19,13 @@ pairing (compare their abstention rates in the summaries).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from ragft.errors import EvaluationError
 from ragft.eval.harness import EvalResult, QuestionRecord, _atomic_write
@@ -45,17 +45,14 @@ _BINARY = ("contains", "exact_match")
 
 
 def exact_binomial_p(k: int, n: int) -> float:
-    """Two-sided exact p-value of ``k`` successes in ``n`` fair coin flips:
-    ``min(1, 2 * P(X <= min(k, n - k)))``; 1.0 when ``n == 0``.
-
-    Computed with exact integers, so it is right for any ``n`` (no normal approximation).
-    """
+    """Two-sided exact p-value of ``k`` successes in ``n`` fair coin flips
+    (``scipy.stats.binomtest``; for p = 1/2 it is ``min(1, 2 * P(X <= min(k, n - k)))``);
+    1.0 when ``n == 0``."""
     if n < 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
-    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+    return float(stats.binomtest(k, n, 0.5).pvalue)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -78,8 +75,8 @@ def paired_bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of paired ``differences``.
 
-    Deterministic for a given ``seed``. Resampling runs in blocks so memory stays bounded for
-    large question sets.
+    ``scipy.stats.bootstrap`` with the percentile method; deterministic for a given ``seed``.
+    Resampling runs in batches so memory stays bounded for large question sets.
     """
     diffs = np.asarray(differences, dtype=np.float64)
     n = diffs.size
@@ -89,16 +86,14 @@ def paired_bootstrap_ci(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    rng = np.random.default_rng(seed)
-    means = np.empty(samples, dtype=np.float64)
-    block = max(1, 2_000_000 // n)  # ~16 MB of indices per block
-    for start in range(0, samples, block):
-        stop = min(samples, start + block)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = diffs[idx].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
+    if n == 1:  # every resample is the one question (scipy refuses a single observation)
+        return float(diffs[0]), float(diffs[0])
+    ci = stats.bootstrap(
+        (diffs,), np.mean, n_resamples=samples, confidence_level=confidence, method="percentile",
+        vectorized=True, rng=np.random.default_rng(seed),
+        batch=max(1, 2_000_000 // n),  # ~16 MB of resample indices at a time
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ __all__ = [
     "measured_training_throughput",
     "format_break_even",
     "project_monthly_costs",
+    "update_costs_from_freshness",
 ]
 
 _TEXT_SUFFIXES = (".md", ".txt")
@@ -303,16 +304,20 @@ def job_training_cost(records: Iterable[Any], job_id: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class StrategyCost:
-    """A strategy's cost model (USD): per query, fixed per month, and a one-off setup cost
-    spread over ``amortize_months``."""
+    """A strategy's cost model (USD): per query, fixed per month, a one-off setup cost spread
+    over ``amortize_months``, and ``update_cost`` per knowledge update, ``updates_per_month``
+    times a month."""
 
     cost_per_query: float
     fixed_monthly: float = 0.0
     setup_cost: float = 0.0
     amortize_months: int = 12
+    #: What one knowledge update costs (re-embedding, a re-training job) and how many a month.
+    update_cost: float = 0.0
+    updates_per_month: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("cost_per_query", "fixed_monthly", "setup_cost"):
+        for name in ("cost_per_query", "fixed_monthly", "setup_cost", "update_cost", "updates_per_month"):
             if getattr(self, name) < 0:
                 raise EvaluationError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.amortize_months < 1:
@@ -320,8 +325,8 @@ class StrategyCost:
 
     @property
     def fixed(self) -> float:
-        """Everything paid per month regardless of volume (fixed + amortised setup)."""
-        return self.fixed_monthly + self.setup_cost / self.amortize_months
+        """Everything paid per month regardless of volume (fixed + amortised setup + updates)."""
+        return self.fixed_monthly + self.setup_cost / self.amortize_months + self.update_cost * self.updates_per_month
 
     def monthly(self, volume: float) -> float:
         """Cost of a month with ``volume`` queries."""
@@ -340,7 +345,8 @@ def break_even(a: StrategyCost, b: StrategyCost) -> float | None:
     if slope == 0:
         return None  # parallel (or identical): one is always cheaper, or they always tie
     volume = (b.fixed - a.fixed) / slope
-    return volume if volume >= 0 else None
+    # Equal fixed costs cross at 0 (or a rounding error from it): no volume to break even at.
+    return volume if volume > 1e-9 else None
 
 
 def format_break_even(name_a: str, a: StrategyCost, name_b: str, b: StrategyCost) -> str:
@@ -349,8 +355,8 @@ def format_break_even(name_a: str, a: StrategyCost, name_b: str, b: StrategyCost
     if v is None:
         if a.cost_per_query == b.cost_per_query and a.fixed == b.fixed:
             return f"{name_a} vs {name_b}: same cost at every volume"
-        # No crossing at a volume >= 0: whichever is cheaper at zero volume stays cheaper.
-        cheaper = name_a if a.fixed < b.fixed else name_b
+        # No crossing at a volume > 0: whichever is cheaper just above zero stays cheaper.
+        cheaper = name_a if (a.fixed, a.cost_per_query) < (b.fixed, b.cost_per_query) else name_b
         return f"{name_a} vs {name_b}: no break-even; {cheaper} is cheaper at every volume"
     # Past the crossing the line with the smaller cost per query is the cheaper one.
     high = name_a if a.cost_per_query < b.cost_per_query else name_b
@@ -391,6 +397,8 @@ class CostProjection:
         for n in names:
             s = self.strategies[n]
             extra = f" + ${s.setup_cost:,.2f} setup / {s.amortize_months} months" if s.setup_cost else ""
+            if s.updates_per_month:
+                extra += f" + ${s.update_cost:,.6f}/update x {s.updates_per_month:g} updates/month"
             lines.append(f"  {n}: ${s.cost_per_query:.6f}/query + ${s.fixed_monthly:,.2f}/month{extra}")
         if len(names) > 1:
             lines.append("break-even:")
@@ -405,7 +413,8 @@ class CostProjection:
             "volumes": list(self.volumes),
             "strategies": {
                 n: {"cost_per_query": s.cost_per_query, "fixed_monthly": s.fixed_monthly,
-                    "setup_cost": s.setup_cost, "amortize_months": s.amortize_months}
+                    "setup_cost": s.setup_cost, "amortize_months": s.amortize_months,
+                    "update_cost": s.update_cost, "updates_per_month": s.updates_per_month}
                 for n, s in self.strategies.items()
             },
             "monthly": {n: list(v) for n, v in self.monthly.items()},
@@ -464,4 +473,27 @@ def costs_from_eval(
             setup_cost=_per_strategy(setup, name),
             amortize_months=amortize_months,
         )
+    return out
+
+
+#: What a knowledge update means for each strategy kind: re-index (``rag``), re-train
+#: (``finetune``) or both. The facts of ft_rag and rewrite_rag live in the index; a cascade
+#: and a router answer some questions from the fine-tuned model, so it must learn them too.
+UPDATE_PATHS: dict[str, tuple[str, ...]] = {
+    "rag": ("rag",), "ft_rag": ("rag",), "rewrite_rag": ("rag",), "finetuned": ("finetune",),
+    "cascade": ("rag", "finetune"), "router": ("rag", "finetune"), "base": (),
+}
+
+
+def update_costs_from_freshness(report: Any, kinds: Mapping[str, str]) -> dict[str, float]:
+    """Cost per knowledge update of each strategy (``{name: kind}``), from a
+    :class:`~ragft.eval.freshness.FreshnessReport`: the measured RAG update and/or the dearest
+    measured fine-tuning update, as :data:`UPDATE_PATHS` says the kind needs."""
+    per = report.per_update()
+    rag = per.get("rag", {}).get("cost_usd", 0.0)
+    ft = max((v["cost_usd"] for k, v in per.items() if k.startswith("finetune")), default=0.0)
+    out = {}
+    for name, kind in kinds.items():
+        paths = UPDATE_PATHS.get(kind, ("rag",))
+        out[name] = (rag if "rag" in paths else 0.0) + (ft if "finetune" in paths else 0.0)
     return out

@@ -46,7 +46,8 @@ from ragft.errors import (
     ModelNotFoundError,
 )
 from ragft.eval.judge import LLMJudge
-from ragft.eval.quality import score_answer
+from ragft.eval.plots import plot_quality_vs_cost  # re-exported: its home was here
+from ragft.metrics import score_answer
 from ragft.eval.questions import Question
 from ragft.metering.meter import Meter, RollUp
 from ragft.route import Route
@@ -60,6 +61,7 @@ __all__ = [
     "StrategySummary",
     "format_table",
     "plot_quality_vs_cost",
+    "answered_by",
     "route_key",
     "run_eval",
     "summarize",
@@ -79,11 +81,13 @@ class QuestionRecord:
     """One strategy's answer to one question, with every metric, its cost and latency.
 
     ``outcome`` is ``answered``, ``correct_abstention``, ``hallucination``,
-    ``false_abstention`` (see :mod:`ragft.eval.quality`) or ``error``. Metrics that do not
+    ``false_abstention`` (see :mod:`ragft.metrics`) or ``error``. Metrics that do not
     apply are ``None``. ``documents`` are the answer's source documents in rank order;
     ``retrieved`` the documents of every passage retrieval returned (recall@k is over these);
     ``cost_usd`` and the token counts cover every metered call made for the answer (including
-    calls made before an error).
+    calls made before an error). ``packed``: how many of ``retrieved`` fitted in the context;
+    ``answered_by``: the kind of the strategy that produced the final text (see
+    :func:`answered_by`); ``failure_modes``: filled in by :mod:`ragft.eval.failure_modes`.
     """
 
     strategy: str
@@ -117,6 +121,9 @@ class QuestionRecord:
     judge_error: str | None = None
     gold_sources: tuple[str, ...] = ()
     retrieved: tuple[str, ...] = ()
+    packed: int | None = None
+    failure_modes: tuple[str, ...] = ()
+    answered_by: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -138,9 +145,18 @@ CSV_COLUMNS: tuple[str, ...] = (
     "strategy", "qid", "kind", "outcome", "abstained", "error", "exact_match", "f1", "contains",
     "judge_score", "citation_precision", "citation_recall", "recall_at_k", "cost_usd",
     "unpriced_calls", "calls", "input_tokens", "output_tokens", "embedding_tokens",
-    "total_tokens", "latency_s", "confidence", "route_key", "route", "documents",
-    "gold_sources", "answer", "gold", "question",
+    "total_tokens", "latency_s", "confidence", "failure_modes", "packed", "answered_by", "route_key", "route",
+    "documents", "gold_sources", "answer", "gold", "question", "price_basis",
 )
+
+
+def answered_by(route: Route) -> str:
+    """The kind of the strategy that produced the final text: the innermost step of the route
+    (``router -> rag`` answers by ``rag``; a cascade that kept its first answer by ``cascade``;
+    a router's refusal by ``router``)."""
+    while route.inner is not None:
+        route = route.inner
+    return route.strategy
 
 
 def route_key(route: Route) -> str:
@@ -318,6 +334,9 @@ class EvalResult:
     judge: str | None = None
     #: Free-form context: strategy kinds, config path, question file, versions.
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Per strategy, the failure-mode counts (see :mod:`ragft.eval.failure_modes`); empty until
+    #: :func:`ragft.eval.failure_modes.analyze` has run.
+    failure_modes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def costs_traced(self) -> bool:
@@ -346,6 +365,7 @@ class EvalResult:
             "meta": self.meta,
             "summaries": {k: v.to_dict() for k, v in self.summaries.items()},
             "cost_check": {k: v.to_dict() for k, v in self.cost_check.items()},
+            "failure_modes": self.failure_modes,
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -369,6 +389,7 @@ class EvalResult:
                 ledger_path=data.get("ledger_path"),
                 judge=data.get("judge"),
                 meta=dict(data.get("meta", {})),
+                failure_modes=dict(data.get("failure_modes", {})),
             )
         except (KeyError, TypeError) as exc:
             raise EvaluationError(f"evaluation result is incomplete or malformed: {exc}") from None
@@ -397,10 +418,14 @@ class EvalResult:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
+        simulated = self.meta.get("simulated_prices")
+        basis = f"SIMULATED: local models priced as {simulated}" if simulated else "metered"
         for record in self.records:
             row = record.to_dict()
+            row["price_basis"] = basis
             row["documents"] = ";".join(record.documents)
             row["gold_sources"] = ";".join(record.gold_sources)
+            row["failure_modes"] = ";".join(record.failure_modes)
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
         return _atomic_write_text(path, buf.getvalue())
 
@@ -476,6 +501,8 @@ def _record(
         recall_at_k=scores.recall_at_k,
         latency_s=answer.latency_s,
         retrieved=retrieved,
+        packed=answer.packed,
+        answered_by=answered_by(answer.route),
     )
 
 
@@ -509,7 +536,8 @@ def _cost_check(
     for rec in source:
         if rec.tags.get("eval_run") != run_id:
             continue
-        key = rec.tags.get("eval_strategy") or f"judge:{rec.tags.get('eval_judge', '-')}"
+        key = (rec.tags.get("eval_strategy") or (f"probe:{rec.tags['eval_probe']}" if "eval_probe" in rec.tags
+               else f"judge:{rec.tags.get('eval_judge', '-')}"))
         groups.setdefault(key, []).append(rec)
     rolls = {k: RollUp.of(v) for k, v in groups.items()}
     checks = {}
@@ -658,6 +686,8 @@ def format_table(result: EvalResult) -> str:
     names = list(result.strategies)
     s = [result.summaries[n] for n in names]
     k = [x.mean_k for x in s if x.mean_k is not None]
+    simulated = result.meta.get("simulated_prices")
+    sim = " [SIMULATED]" if simulated else ""
     rows: list[tuple[str, list[str]]] = [
         ("questions (answerable/oos)", [f"{x.n} ({x.n_answerable}/{x.n_out_of_scope})" for x in s]),
         ("errors", [str(x.errors) for x in s]),
@@ -677,8 +707,8 @@ def format_table(result: EvalResult) -> str:
         ("false abstention (answerable)", [_pct(x.false_abstention_rate) for x in s]),
         ("abstained (out of scope)", [_pct(x.abstention_rate_oos) for x in s]),
         ("hallucinated (out of scope)", [_pct(x.hallucination_rate_oos) for x in s]),
-        ("cost / query", [_usd(x.cost_per_query) for x in s]),
-        ("cost total", [_usd(x.cost_total) for x in s]),
+        (f"cost / query{sim}", [_usd(x.cost_per_query) for x in s]),
+        (f"cost total{sim}", [_usd(x.cost_total) for x in s]),
         ("tokens / query", [f"{x.tokens_per_query:,.0f}" for x in s]),
         ("latency p50 (s)", [_fmt(x.latency_p50) for x in s]),
         ("latency p95 (s)", [_fmt(x.latency_p95) for x in s]),
@@ -690,6 +720,8 @@ def format_table(result: EvalResult) -> str:
     for label, cells in rows:
         lines.append("  ".join([label.ljust(label_w), *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
     lines.append("")
+    if simulated:
+        lines.append(f"SIMULATED PRICES: local models charged as {simulated}; these costs were not paid")
     lines.append("route mix:")
     for x in s:
         mix = ", ".join(f"{key} {count / x.n:.0%}" for key, count in x.route_mix.items()) if x.n else "-"
@@ -711,47 +743,3 @@ def format_table(result: EvalResult) -> str:
     else:
         lines.append(f"costs: every strategy's total equals its ledger roll-up ({where})")
     return "\n".join(lines)
-
-
-def plot_quality_vs_cost(result: EvalResult, path: str | Path, *, metric: str = "f1") -> Path:
-    """A PNG scatter: cost per query (x) against ``metric`` (y), one labelled point per strategy.
-
-    The x axis is symmetric-log so free ($0) local strategies sit on the axis next to priced
-    ones; when every strategy is free the plot says so. Uses matplotlib's Agg canvas directly,
-    never pyplot, so it works headless and leaves global state alone.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - matplotlib is an optional extra
-        raise EvaluationError("plotting needs matplotlib: pip install 'ragft[plot]'") from None
-    names = list(result.strategies)
-    xs = [result.summaries[n].cost_per_query for n in names]
-    ys = [result.summaries[n].quality(metric) for n in names]
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    positive = [x for x in xs if x > 0]
-    linthresh = min(positive) / 2 if positive else 1e-6
-    ax.set_xscale("symlog", linthresh=linthresh)
-    for name, x, y in zip(names, xs, ys, strict=True):
-        yv = 0.0 if y is None else y
-        ax.scatter([x], [yv], s=60, zorder=3)
-        ax.annotate(name, (x, yv), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    # A little room left of $0 so free strategies' markers are not cut in half by the axis.
-    ax.set_xlim(left=-linthresh * 0.4, right=max([*xs, linthresh]) * 3)
-    ax.set_ylim(-0.04, 1.05)  # below 0 for the same reason
-    ax.set_xlabel("cost per query (USD, symlog)")
-    ax.set_ylabel({"f1": "token F1", "exact_match": "exact match", "contains": "contains answer",
-                   "judge": "judge score (1-5)"}[metric])
-    if metric == "judge":
-        ax.set_ylim(0.9, 5.1)
-    ax.set_title(f"quality vs cost ({len(result.question_ids)} questions)")
-    ax.grid(True, alpha=0.3)
-    if not positive:
-        ax.text(0.5, 0.96, "all strategies ran locally: $0 per query", transform=ax.transAxes,
-                ha="center", va="top", fontsize=9, style="italic")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return _atomic_write(path, buf.getvalue())

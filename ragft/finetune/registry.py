@@ -10,7 +10,7 @@ The registry is one JSON file. Writers take an exclusive lock and replace the fi
 readers never lock and always see a complete file.
 
 :func:`evaluate_model` produces the held-out metrics the gate checks: exact match and token F1
-against the training file's assistant messages (:mod:`ragft.answer_metrics`), plus label
+against the training file's assistant messages (:mod:`ragft.metrics`), plus label
 accuracy for routers.
 
 A version can record the *corpus* it was trained against (:class:`CorpusIdentity`: a
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ragft.answer_metrics import exact_match, normalize_answer, token_f1
+from ragft.metrics import exact_match, normalize_answer, token_f1
 from ragft.errors import RegistryError
 from ragft.serialize import from_record, to_record
 from ragft.storage import atomic_write_json, locked, read_json
@@ -470,7 +470,7 @@ def evaluate_model(
     """Held-out quality of ``model`` on chat examples (the final assistant message is gold).
 
     Each example's messages up to its last assistant message are sent; the reply is scored
-    with :func:`~ragft.answer_metrics.exact_match` and :func:`~ragft.answer_metrics.token_f1`.
+    with :func:`~ragft.metrics.exact_match` and :func:`~ragft.metrics.token_f1`.
     Returns ``{"n", "exact_match", "f1", "abstain_rate"}``, ``answered_f1`` (mean F1 over the
     replies that were not :data:`~ragft.models.local.ABSTAIN_TEXT` — the precision a cascade
     relies on) and ``mean_confidence`` when known, plus, for

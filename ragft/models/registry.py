@@ -201,6 +201,13 @@ def _local_finetuned(model_id: str, env: ModelEnvironment) -> ChatModel:
     return load_local_model(model_id, env.models_dir, env.local_embedder(trained_on))
 
 
+def _lora(model_id: str, env: ModelEnvironment) -> ChatModel:
+    # base GGUF + adapter in a llama.cpp server on 127.0.0.1 (see ragft.models.lora_server)
+    from ragft.models.lora_server import build_lora_chat_model
+
+    return build_lora_chat_model(model_id, env)
+
+
 def _unknown_local_chat(model_id: str, env: ModelEnvironment) -> ChatModel:
     raise ConfigError(
         f"unknown local chat model {model_id!r}; the local backend has "
@@ -255,6 +262,7 @@ def _openai_embedder(model_id: str, env: ModelEnvironment) -> Embedder:
 for _prefix, _chat_builder in {
     LOCAL_CHAT: _extractive_reader,
     LOCAL_FT_PREFIX: _local_finetuned,
+    "lora:": _lora,
     "local/": _unknown_local_chat,
     "": _openai_chat,
 }.items():

@@ -612,6 +612,18 @@ class VectorIndex:
         return index
 
     @staticmethod
+    def saved_version(directory: str | Path) -> str | None:
+        """An id of the version saved at ``directory`` right now (the SHA-256 of its manifest,
+        which holds every file's checksum and the save time), or ``None`` when no complete
+        version is there. Noted before :meth:`load`, it tells a long-lived reader (``ragft
+        serve``) when a newer version has been saved; the manifest is read whole from one
+        open file, so a swap in progress yields the old id or the new one, never a mix."""
+        try:
+            return _sha256((Path(directory) / _MANIFEST).read_bytes())
+        except OSError:
+            return None
+
+    @staticmethod
     def exists(directory: str | Path) -> bool:
         """Whether ``directory`` holds a saved index (or one recoverable from a crashed save,
         or a damaged one, which :meth:`load` then reports instead of reading as empty)."""

@@ -39,7 +39,7 @@ from ragft.rag.bm25 import BM25Index
 from ragft.rag.chunker import DEFAULT_TOKEN_MODEL, Chunk, chunk_document
 from ragft.rag.documents import Document, LoadedCorpus, SkippedFile, load_corpus
 from ragft.rag.embedcache import CachedEmbedder, EmbeddingCache
-from ragft.rag.index import IndexKind
+from ragft.rag.index import IndexKind, VectorIndex
 from ragft.rag.retriever import Retriever
 from ragft.rag.stores.base import VectorStore
 from ragft.rag.stores.faiss import WRITER_LOCK, FaissStore
@@ -205,6 +205,13 @@ class KnowledgeBase:
             chunk_overlap=chunk_overlap,
             token_model=token_model,
         )
+
+    @staticmethod
+    def saved_version(path: str | Path) -> str | None:
+        """Id of the index version saved under ``path`` now (``None``: none saved). Compare
+        ids to know whether ``ragft index`` has saved a newer version than the one loaded;
+        see :meth:`VectorIndex.saved_version <ragft.rag.index.VectorIndex.saved_version>`."""
+        return VectorIndex.saved_version(Path(path) / INDEX_DIR)
 
     # -- the writer lock ------------------------------------------------------------------
     @contextlib.contextmanager

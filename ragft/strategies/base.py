@@ -59,6 +59,7 @@ class Draft:
     confidence: float | None = None
     abstained: bool = False
     retrieved: tuple[Source, ...] = ()
+    packed: int | None = None  # how many of ``retrieved`` went into the model's context
 
 
 class AnswerStream:
@@ -126,6 +127,7 @@ class Strategy(abc.ABC):
             latency_s=time.perf_counter() - start,
             abstained=draft.abstained,
             retrieved=draft.retrieved,
+            packed=draft.packed,
         )
 
     def answer_many(

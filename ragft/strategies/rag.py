@@ -19,7 +19,7 @@ from ragft.answer import Answer, Source
 from ragft.metering.meter import Meter
 from ragft.tokens import count_tokens
 from ragft.models.base import ChatModel, Message
-from ragft.models.context import Passage, format_context
+from ragft.models.context import Passage, format_context, pack_passages
 from ragft.prompts import ABSTAIN_TEXT, RAG_SYSTEM
 from ragft.rag.hits import Hit
 from ragft.route import Route
@@ -81,15 +81,11 @@ class RAG(Strategy):
     # -- pieces reused by the hybrids ------------------------------------------------------
     def pack(self, hits: Sequence[Hit]) -> tuple[list[Passage], list[Source]]:
         """Passages (numbered from 1) and their sources, best first, within the token budget."""
-        passages: list[Passage] = []
-        used = 0
-        for hit in hits:
-            text = hit.chunk.text
-            tokens = count_tokens(text, self.generator.name)
-            if passages and used + tokens > self.context_tokens:
-                break
-            used += tokens
-            passages.append(Passage(str(len(passages) + 1), hit.chunk.document_id, text))
+        passages = pack_passages(
+            [(hit.chunk.document_id, hit.chunk.text) for hit in hits],
+            context_tokens=self.context_tokens,
+            count=lambda text: count_tokens(text, self.generator.name),
+        )
         return passages, [hit.source for hit in hits[: len(passages)]]
 
     def build_messages(
@@ -130,6 +126,7 @@ class RAG(Strategy):
             confidence=confidence,
             abstained=abstained,
             retrieved=tuple(hit.source for hit in hits),
+            packed=len(passages),
         )
 
     def _route(self, kind: str, passages: Sequence[Passage], sources: Sequence[Source]) -> Route:

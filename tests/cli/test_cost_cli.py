@@ -54,7 +54,7 @@ def test_compare_from_eval_keeps_measured_cost_and_adds_fixed(tmp_path: Path, mo
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["strategies"]["finetuned"] == {"cost_per_query": 0.001, "fixed_monthly": 30.0, "setup_cost": 0.0,
-                                               "amortize_months": 12}
+                                               "amortize_months": 12, "update_cost": 0.0, "updates_per_month": 0.0}
     # 30 / (0.004 - 0.001) = 10,000 queries/month.
     assert data["break_even"][0]["volume"] == pytest.approx(10_000)
     assert data["monthly"]["rag"] == [pytest.approx(4.0)]
@@ -68,6 +68,12 @@ def test_compare_from_eval_keeps_measured_cost_and_adds_fixed(tmp_path: Path, mo
         (["cost", "compare", "-s", "rag"], "expected NAME=COST_PER_QUERY"),
         (["cost", "compare", "-s", "rag=:100"], "no cost per query given"),
         (["cost", "estimate", "/no/such/path"], "neither a corpus directory nor a training file"),
+        (["cost", "compare", "-s", "rag=0.1", "--update-frequency", "weekly"], "say what an update costs"),
+        (["cost", "compare", "-s", "rag=0.1", "--update-cost", "rag=1"], "need --update-frequency"),
+        (["cost", "compare", "-s", "rag=0.1", "--update-frequency", "often", "--update-cost", "rag=1"],
+         "use daily, weekly"),
+        (["cost", "compare", "-s", "rag=0.1", "--update-frequency", "daily", "--update-cost", "ft=1"],
+         "ft, which is not being compared"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
@@ -112,3 +118,25 @@ def test_parsers() -> None:
         parse_strategy_spec("x=1:2:3:4")
     with pytest.raises(EvaluationError, match=">= 0"):
         parse_strategy_spec("x=-1")
+
+
+def test_compare_adds_the_measured_cost_per_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from ragft.eval.freshness import FreshnessReport, Step, UpdateMeasurement, make_fact
+
+    report = FreshnessReport([
+        UpdateMeasurement("rag", "add", (Step("index update", 0.3, 0.0001),), True),
+        UpdateMeasurement("finetune:openai", "add", (Step("training", 3600.0, 2.5),), True),
+    ], make_fact())
+    path = report.to_json(tmp_path / "freshness.json")
+    code = ragft(["cost", "compare", "-s", "rag=0.004", "-s", "finetuned=0.001", "-s", "cascade=0.002",
+                  "--volumes", "1000", "--update-frequency", "weekly", "--freshness", str(path), "--json"],
+                 monkeypatch)
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    weekly = 30 / 7
+    assert data["strategies"]["finetuned"]["update_cost"] == 2.5
+    assert data["monthly"]["finetuned"] == [pytest.approx(1.0 + 2.5 * weekly)]
+    assert data["monthly"]["rag"] == [pytest.approx(4.0 + 0.0001 * weekly)]
+    # A cascade re-indexes and re-trains.
+    assert data["strategies"]["cascade"]["update_cost"] == pytest.approx(2.5001)

@@ -35,8 +35,9 @@ def test_all_answers_as_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
                   "--format-critical", "no", "--examples", "800"], monkeypatch)
     captured = capsys.readouterr()
     assert code == 0
-    assert captured.out.startswith("Recommendation: finetuned")
-    assert "150,000 queries/month (> 100,000)" in captured.out
+    assert captured.out.startswith("The guide's answer (decision flowchart): Use Fine-tuning")
+    assert ">100K queries/month? Yes (150,000)" in captured.out
+    assert "ragft's refinement (not part of the guide): finetuned" in captured.out
     assert "Assumed" not in captured.out and captured.err == ""
 
 
@@ -46,7 +47,7 @@ def test_without_a_terminal_missing_answers_use_defaults_and_say_so(monkeypatch:
     captured = capsys.readouterr()
     assert code == 0
     assert "stdin is not a terminal; not answered: knowledge-changes, volume, format-critical, examples" in captured.err
-    assert captured.out.startswith("Recommendation: rag")
+    assert captured.out.startswith("The guide's answer (decision flowchart): Use RAG")
     assert "training examples available: none" in captured.out
 
 
@@ -60,7 +61,8 @@ def test_on_a_terminal_missing_answers_are_asked(monkeypatch: pytest.MonkeyPatch
     assert code == 0
     assert captured.err.count("Does the knowledge change often") == 2
     assert "answer yes, no or unknown" in captured.err
-    assert captured.out.startswith("Recommendation: router")
+    assert captured.out.startswith("The guide's answer (decision flowchart): Use RAG")
+    assert "Knowledge changes frequently? Yes\n  -> Use RAG" in captured.out
     assert "format/style consistency critical: no" in captured.out  # the "?" became an assumption
 
 
@@ -98,7 +100,8 @@ def test_eval_backs_or_contradicts_the_pick(tmp_path: Path, monkeypatch: pytest.
                   "--format-critical", "no", "--examples", "2000", "--eval", str(path)], monkeypatch)
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("Recommendation: finetuned")
+    assert out.startswith("The guide's answer (decision flowchart): Use Fine-tuning")
+    assert "What the measurements say:" in out
     assert "finetuned: f1 0.300, $0.001000/query ($500.00/month at 500,000)" in out
     assert "WARNING - the measurements disagree with the pick" in out
     assert "rag scored f1 0.900 vs 0.300 for finetuned" in out
@@ -110,3 +113,27 @@ def test_eval_file_that_is_not_a_result(tmp_path: Path, monkeypatch: pytest.Monk
     bad.write_text("[]")
     assert ragft(["decide", "--no-input", "--eval", str(bad)], monkeypatch) == 2
     assert "not a JSON object" in capsys.readouterr().err
+
+
+def test_situation_uses_the_quick_decision_table_without_asking(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
+    assert ragft(["decide", "--situation", "internal-knowledge-base"], monkeypatch) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("The guide's answer (quick decision table): Use RAG")
+    assert "Internal knowledge base -> Use RAG" in captured.out and captured.err == ""
+
+
+def test_update_frequency_with_measured_freshness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from ragft.eval.freshness import FreshnessReport, Step, UpdateMeasurement, make_fact
+
+    report = FreshnessReport([UpdateMeasurement("finetune:openai", "job", (Step("training", 5 * 3600.0),), None,
+                                                source="job timestamps")], make_fact())
+    path = report.to_json(tmp_path / "freshness.json")
+    code = ragft(["decide", "--no-input", "--citations", "no", "--volume", "500k", "--format-critical", "no",
+                  "--examples", "900", "--update-frequency", "daily", "--freshness", str(path)], monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("The guide's answer (decision flowchart): Use RAG")
+    assert "a fine-tuning update takes 5.0 h on finetune:openai" in out

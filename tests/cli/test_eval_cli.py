@@ -87,9 +87,17 @@ def test_eval_end_to_end(project: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert result["summaries"]["base"]["recall_at_k"] is None  # the base model alone did not
     with (out / "results.csv").open(newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 2 * len(QUESTIONS)
-    # Every call in the ledger belongs to this run and one of the two strategies.
+    # Every call in the ledger belongs to one of the two strategies, on a question or a probe.
     lines = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
-    assert lines and {x["tags"]["eval_strategy"] for x in lines} <= {"rag", "base"}
+    owners = {x["tags"].get("eval_strategy") or x["tags"]["eval_probe"] for x in lines}
+    assert lines and owners <= {"rag", "base"}
+    # Failure modes: per strategy in result.json and failure_modes.csv, per question in the CSV.
+    assert set(result["failure_modes"]) == {"rag", "base"}
+    assert result["failure_modes"]["base"]["modes"]["retrieval_miss"]["count"] is None  # no retrieval
+    assert result["failure_modes"]["rag"]["modes"]["retrieval_miss"]["of"] == 3
+    with (out / "failure_modes.csv").open(newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 2 * 7
+    assert "failure modes" in printed and "buried [rag]" in printed
 
 
 def test_eval_kinds_limit_and_ab(project: Path, monkeypatch: pytest.MonkeyPatch,
@@ -154,6 +162,62 @@ def test_failed_questions_are_explained_not_just_counted(project: Path, monkeypa
     ).replace("[models]\n", '[models]\nchat = "gpt-4.1-mini"\n'))
     code = ragft(["eval", "-c", str(broken), "-q", str(project / "questions.jsonl"),
                   "-s", "rag", "--out", str(project / "o"), "--no-progress"], monkeypatch)
-    err = capsys.readouterr().err
-    assert code == 0
+    captured = capsys.readouterr()
+    err = captured.err
     assert "rag: 4 of 4 questions failed" in err and "ModelUnavailableError" in err
+    # Every question failed: not a measurement, so not a success either.
+    assert code == 4 and "rag answered none of its questions" in err
+    wrote = captured.out.split("\nwrote ", 1)[1].strip().split(", ")
+    assert all(Path(p).exists() for p in wrote)
+
+
+def test_only_files_that_exist_are_named(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The base model alone against a server that is down: no call is ever metered, so there is
+    # no ledger file, and the run must not claim one.
+    broken = project / "broken.toml"
+    broken.write_text((project / "ragft.toml").read_text().replace(
+        'provider = "local"\n',
+        'provider = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmax_retries = 0\ntimeout_s = 2\n',
+    ).replace("[models]\n", '[models]\nchat = "gpt-4.1-mini"\n'))
+    out = project / "o"
+    code = ragft(["eval", "-c", str(broken), "-q", str(project / "questions.jsonl"),
+                  "-s", "base", "--out", str(out), "--no-progress"], monkeypatch)
+    printed = capsys.readouterr().out
+    assert code == 4
+    wrote = printed.split("\nwrote ", 1)[1].strip().split(", ")
+    assert not (out / "ledger.jsonl").exists() and str(out / "ledger.jsonl") not in wrote
+    assert str(out / "result.json") in wrote and all(Path(p).exists() for p in wrote)
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # No index yet: building the strategies fails before any file is written.
+    out = project / "runs" / "first"
+    code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"),
+                  "-s", "rag", "--out", str(out), "--no-progress"], monkeypatch)
+    assert code != 0 and capsys.readouterr().err
+    assert not out.exists() and not (project / "runs").exists()
+
+
+def test_simulated_prices_are_marked_in_every_output(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    build_index(project)
+    out = project / "sim"
+    code = ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"), "-s", "rag",
+                  "--out", str(out), "--no-progress", "--no-probes", "--price-as", "gpt-4.1-mini"], monkeypatch)
+    printed = capsys.readouterr().out
+    assert code == 0
+    label = "gpt-4.1-mini / text-embedding-3-small"
+    assert "cost / query [SIMULATED]" in printed and f"SIMULATED PRICES: local models charged as {label}" in printed
+    result = json.loads((out / "result.json").read_text())
+    assert result["meta"]["simulated_prices"] == label
+    assert result["summaries"]["rag"]["cost_per_query"] > 0  # local calls now carry a (simulated) price
+    with (out / "results.csv").open(newline="") as fh:
+        assert {row["price_basis"] for row in csv.DictReader(fh)} == {f"SIMULATED: local models priced as {label}"}
+    ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    assert {x["tags"]["simulated_prices"] for x in ledger} == {label}
+    # Without --price-as, local models cost nothing and nothing says "simulated".
+    assert ragft(["eval", "-c", str(project / "ragft.toml"), "-q", str(project / "questions.jsonl"), "-s", "rag",
+                  "--out", str(project / "real"), "--no-progress", "--no-probes"], monkeypatch) == 0
+    assert "SIMULATED" not in capsys.readouterr().out

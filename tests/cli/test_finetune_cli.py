@@ -301,3 +301,35 @@ def test_start_l2_is_checked_before_any_work(cli: CLI, tmp_path: Path, routes_fi
     assert code == 0, err
     job = json.loads(out)["job"]
     assert job["status"]["metrics"]["l2"] == 1e-4 and job["hyperparameters"] == {"l2": 1e-4}
+
+
+def test_prepare_rag_generator_from_squad_retrieves_at_build_time(cli: CLI, tmp_path: Path) -> None:
+    from ragft.cli import index as index_cli
+
+    squad = tmp_path / "squad.json"
+    articles = [("Normans", "The Normans gave their name to Normandy in the 10th century.",
+                 "When did the Normans name Normandy?", "10th century"),
+                ("Sky", "Sky launched in 1989 in the United Kingdom.", "When did Sky launch?", "1989")]
+    squad.write_text(json.dumps({"data": [
+        {"title": t, "paragraphs": [{"context": c, "qas": [
+            {"id": t + "1", "question": q, "is_impossible": False, "answers": [{"text": a, "answer_start": 0}]},
+            {"id": t + "2", "question": "Who painted the " + t + " moon?", "is_impossible": True, "answers": []}]}]}
+        for t, c, q, a in articles]}))
+    docs = tmp_path / "docs"
+    (docs / "Normans").mkdir(parents=True)
+    (docs / "Normans" / "p00.txt").write_text(articles[0][1] + "\n")
+    cli.config.write_text(cli.config.read_text() + f'[index]\ncorpus = "{docs}"\n[retrieval]\ntop_k = 1\n')
+    parser = argparse.ArgumentParser(prog="ragft")
+    index_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["index", str(docs), "--config", str(cli.config)])
+    assert args.func(args) == 0
+    out_file = tmp_path / "p1.jsonl"
+    code, out, err = cli("finetune", "prepare", "--purpose", "rag_generator", "--input", str(squad),
+                         "--squad-test", "Sky", "--out", str(out_file))
+    assert code == 0, err
+    assert "held out ['Sky']" in err and "1 cited answers, 1 abstentions" in err
+    examples = [json.loads(x) for x in out_file.read_text().splitlines()]
+    assert [e["messages"][2]["content"] for e in examples] == [
+        "10th century [1]", "I don't know: the provided documents do not answer this question."]
+    assert all("Sky launched" not in e["messages"][1]["content"] for e in examples)
+    assert 'source="Normans/p00.txt"' in examples[0]["messages"][1]["content"]

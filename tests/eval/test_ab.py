@@ -132,3 +132,26 @@ def test_bad_requests_fail_clearly() -> None:
         compare_ab(result, strategy_a="a", strategy_b="c", metric="bleu")
     with pytest.raises(EvaluationError, match="several strategies"):
         compare_ab(result, make_result("s", {"a": [("q1", 1.0, 1.0)]}))
+
+
+def test_scipy_binomial_matches_the_exact_integer_tail_it_replaced() -> None:
+    # The hand-written version summed math.comb exactly; scipy's binomtest must agree.
+    import math
+    from fractions import Fraction
+
+    for n in range(0, 41):
+        for k in range(n + 1):
+            tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
+            exact = float(min(Fraction(1), Fraction(2 * tail, 2**n))) if n else 1.0
+            assert exact_binomial_p(k, n) == pytest.approx(exact, rel=1e-12, abs=1e-300), (k, n)
+
+
+def test_scipy_bootstrap_reproduces_the_previous_numpy_cis() -> None:
+    import json
+    from pathlib import Path
+
+    reference = json.loads((Path(__file__).parent / "data" / "bootstrap_reference.json").read_text())
+    for case in reference["cases"]:
+        low, high = paired_bootstrap_ci(case["diffs"], samples=case["samples"],
+                                        confidence=case["confidence"], seed=case["seed"])
+        assert (low, high) == pytest.approx(tuple(case["ci"]), abs=1e-12)

@@ -170,3 +170,14 @@ def test_training_estimate_converts_raw_pairs(tmp_path: Path) -> None:
     # auto epochs for 10 examples: 10 x 3 < 100 -> ceil(100 / 10) = 10 epochs.
     assert est.items == 10 and est.details["epochs"] == 10 and est.details["epochs_auto"]
     assert "converted 10 question/answer pairs" in est.summary()
+
+
+def test_equal_fixed_costs_have_no_break_even_and_the_cheaper_per_query_wins() -> None:
+    from ragft.eval.cost import break_even, format_break_even
+
+    # Same monthly update cost on both sides: the lines meet only at 0 queries.
+    a = StrategyCost(cost_per_query=0.000296, update_cost=0.000254, updates_per_month=30 / 7)
+    b = StrategyCost(cost_per_query=0.000605, update_cost=0.000254, updates_per_month=30 / 7)
+    assert break_even(a, b) is None
+    assert format_break_even("rag", a, "ft_rag", b) == "rag vs ft_rag: no break-even; rag is cheaper at every volume"
+    assert a.fixed == pytest.approx(0.000254 * 30 / 7)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ragft.eval.metrics import mean_metric, mrr, ndcg_at_k, recall_at_k
+from ragft.metrics import mean_metric, mrr, ndcg_at_k, recall_at_k
 
 RANKING = ["d3", "d1", "d7", "d2", "d9"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragft.eval.judge import JudgeVerdict, parse_judge_score
-from ragft.eval.quality import (
+from ragft.metrics import (
     abstention_outcome,
     answer_parts,
     best_exact_match,
@@ -158,7 +158,7 @@ def test_judge_verdict_normalised_to_unit_interval() -> None:
 
 
 def test_recall_at_k_is_measured_on_everything_retrieved_not_only_the_cited() -> None:
-    from ragft.eval.quality import score_answer
+    from ragft.metrics import score_answer
 
     # Cited only b.md, but retrieval also found the gold a.md at rank 3: recall@3 = 1.
     scores = score_answer(answerable=True, golds=["x"], gold_sources=["a.md"], prediction="x",
@@ -167,3 +167,36 @@ def test_recall_at_k_is_measured_on_everything_retrieved_not_only_the_cited() ->
     cited_only = score_answer(answerable=True, golds=["x"], gold_sources=["a.md"], prediction="x",
                               abstained=False, documents=["b.md"])
     assert cited_only.recall_at_k == 0.0
+
+
+def test_normalisation_is_the_official_squad_one_unicode_punctuation_kept() -> None:
+    from ragft.metrics import normalize_answer, token_f1
+
+    # evaluate-v1.1.py removes only string.punctuation: curly quotes and dashes stay.
+    # (and "the" after a curly quote is still an article: \b sees the word boundary)
+    assert normalize_answer("\u201cThe Manning\u2019s\u201d  drive!") == "\u201c manning\u2019s\u201d drive"
+    assert normalize_answer("1990\u20131995") == "1990\u20131995"
+    assert normalize_answer("An apple, the pear.") == "apple pear"
+    # So a curly-quoted prediction does not match the bare gold token exactly, as in the script.
+    assert token_f1("\u201cDenver\u201d", "Denver") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold"),
+    [
+        ("Gostkowski kicked a 24-yard field goal.", "24"),
+        ("It was Manning's second title.", "Manning"),
+        ("The Six-time Pro Bowler retired.", "Six"),
+        ("Peyton Manning\u2019s pass", "Manning"),
+        ("a 24-yard field goal", "24-yard"),
+        ("a 24 yard field goal", "24-yard"),
+    ],
+)
+def test_contains_answer_finds_golds_glued_by_hyphens_or_apostrophes(prediction: str, gold: str) -> None:
+    assert contains_answer(prediction, [gold]) == 1.0
+
+
+def test_contains_answer_still_respects_word_and_number_boundaries() -> None:
+    assert contains_answer("Lumen 4.5 shipped", ["5"]) == 0.0  # a dot is not a word break
+    assert contains_answer("a 124-yard drive", ["24"]) == 0.0
+    assert contains_answer("Manningham's catch", ["Manning"]) == 0.0

@@ -10,7 +10,7 @@ import pytest
 
 from ragft.answer import Usage
 from ragft.errors import BudgetExceededError, ConfigError
-from ragft.metering.meter import Budget, Ledger, Meter, RollUp
+from ragft.metering.meter import Allowance, Budget, Ledger, Meter, RollUp
 from ragft.models.base import Completion, Embeddings, Message
 
 
@@ -300,3 +300,56 @@ def test_async_calls_are_metered_too() -> None:
 
     scope = asyncio.run(main())
     assert len(scope.records) == 2 and len(meter.records) == 2
+
+
+def test_an_allowance_caps_the_calls_charged_to_it_and_only_those() -> None:
+    inner = FixedChat("gpt-4.1", {"input_tokens": 1000, "output_tokens": 1000})
+    meter = Meter()  # no run budget: the allowances alone limit
+    chat = meter.chat_model(inner)
+    alice, bob = Allowance("key-1", Budget(total_usd=0.02)), Allowance("key-2", Budget(total_usd=0.02))
+    with meter.charging(alice):
+        chat.complete(MSGS, max_tokens=1000)  # ~$0.01
+        chat.complete(MSGS, max_tokens=1000)
+        with pytest.raises(BudgetExceededError, match="key-1") as err:
+            chat.complete(MSGS, max_tokens=1000)
+    assert err.value.scope == "allowance" and inner.calls == 2
+    assert alice.spent_usd == pytest.approx(meter.spent_usd)
+    with meter.charging(bob):
+        chat.complete(MSGS, max_tokens=1000)  # another key has its own allowance
+    chat.complete(MSGS, max_tokens=1000)  # and calls charged to none are not limited by either
+    assert bob.spent_usd == pytest.approx(0.01) and inner.calls == 4
+
+
+def test_an_allowance_refusal_reserves_nothing_and_threads_keep_their_own() -> None:
+    # Room for one ~$0.008 estimate in the run budget: a reservation leaked by the refused
+    # call would leave none for the next one.
+    meter = Meter(budget=Budget(total_usd=0.009))
+    chat = meter.chat_model(FixedChat("gpt-4.1", {"input_tokens": 10, "output_tokens": 10}))
+    tiny = Allowance("key-1", Budget(total_usd=0.001))
+    seen: list[str] = []
+
+    def charged() -> None:
+        with meter.charging(tiny):
+            try:
+                chat.complete(MSGS, max_tokens=1000)
+            except BudgetExceededError as exc:
+                seen.append(exc.scope)
+
+    thread = threading.Thread(target=charged)
+    thread.start()
+    thread.join()
+    assert seen == ["allowance"]
+    chat.complete(MSGS, max_tokens=1000)  # this thread charges no allowance: admitted
+    assert meter.spent_usd < 0.001 and tiny.spent_usd == 0.0
+
+
+def test_a_meter_that_keeps_no_records_still_collects_budgets_and_logs(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    meter = Meter(ledger=ledger, budget=Budget(total_usd=0.015), keep_records=False)
+    chat = meter.chat_model(FixedChat("gpt-4.1", {"input_tokens": 1000, "output_tokens": 1000}))
+    with meter.collect(query="q1") as calls:
+        chat.complete(MSGS, max_tokens=1000)
+    assert meter.records == [] and len(calls.records) == 1 and len(ledger.read()) == 1
+    assert meter.spent_usd == pytest.approx(0.01)
+    with pytest.raises(BudgetExceededError):
+        chat.complete(MSGS, max_tokens=1000)  # the run budget still counts what was spent

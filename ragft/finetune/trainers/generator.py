@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragft.answer_metrics import token_f1
+from ragft.metrics import token_f1
 from ragft.errors import TrainingDataError
 from ragft.finetune.data import message_text
 from ragft.finetune.learners.calibration import calibrate_logistic
@@ -43,12 +43,12 @@ def _feature(sims: np.ndarray) -> tuple[int, float]:
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if not len(pos) or not len(neg):
+    # scikit-learn's ROC AUC (ties count half); NaN when one class is missing, as before.
+    if len(set(labels.tolist())) < 2:
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
 
 
 def train_generator(

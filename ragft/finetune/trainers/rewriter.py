@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ragft.answer_metrics import token_f1
+from ragft.metrics import token_f1
 from ragft.errors import TrainingDataError
 from ragft.finetune.data import message_text
 from ragft.finetune.learners.progress import StepCallback
