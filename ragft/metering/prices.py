@@ -254,4 +254,4 @@ class PriceTable:
                     f"model {usage.model!r} cannot be fine-tuned according to the price table"
                 )
             total += usage.training_tokens * price.training
-        return total * _PER_TOKEN + compute
+        return total * _PER_TOKEN
