@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ragft.errors import ConfigError, ModelUnavailableError
 from ragft.models.gguf_adapter import ADAPTER_WEIGHTS, export_lora_gguf
 from ragft.models.llamacpp import LlamaCppServer
+from ragft.models.lora_layout import LORA_MANIFEST, LORA_PREFIX, lora_adapter_dir
 from ragft.models.openai import OpenAIChatModel
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ __all__ = [
     "lora_adapter_dir",
 ]
 
-LORA_PREFIX = "lora:"
-LORA_MANIFEST = "lora.json"
 _VLLM_HINT = (
     "serve it behind vLLM instead (`vllm serve BASE --enable-lora --lora-modules NAME=ADAPTER_DIR`, "
     "then [backend] base_url), or train on a GGUF base (--model smollm2 or a .gguf file)"
@@ -69,14 +68,6 @@ class ServedChatModel(OpenAIChatModel):
     def close(self) -> None:
         """Stop the server (safe to call twice); the client belongs to whoever made it."""
         self.server.stop()
-
-
-def lora_adapter_dir(models_dir: str | Path, model_id: str) -> Path:
-    """Where the adapter of ``lora:<suffix>:<job id>`` lives under ``models_dir``."""
-    job_id = model_id.rsplit(":", 1)[-1]
-    if not model_id.startswith(LORA_PREFIX) or model_id.count(":") < 2 or not job_id:
-        raise ConfigError(f"{model_id!r} is not a LoRA model id: expected lora:SUFFIX:JOB_ID")
-    return Path(models_dir) / "lora" / "adapters" / job_id
 
 
 def base_gguf_of(adapter_dir: Path) -> Path:

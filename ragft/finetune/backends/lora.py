@@ -34,7 +34,6 @@ from typing import Any
 
 from ragft.errors import FineTuneError
 from ragft.finetune.jobs import Checkpoint, JobEvent, JobStatus, UploadedFile
-from ragft.finetune.lora.artifacts import LORA_PREFIX
 from ragft.finetune.lora.base_models import load_tokenizer, resolve_base_model
 from ragft.finetune.lora.chat_encoding import encode_file
 from ragft.finetune.lora.checkpoints import CheckpointInfo, latest_checkpoint, list_checkpoints
@@ -42,6 +41,7 @@ from ragft.finetune.lora.hyperparameters import parse_hyperparameters
 from ragft.finetune.lora.job_record import WORKER_LOG, WORKER_MODULE, JobRecord, process_alive
 from ragft.finetune.lora.trainer import CHECKPOINTS_DIR
 from ragft.finetune.lora.worker import WORK_DIR
+from ragft.models.lora_layout import LORA_PREFIX, lora_adapter_dir
 from ragft.storage import atomic_write_bytes, file_sha256, locked, publish_directory
 
 __all__ = ["LORA_JOB_PREFIX", "LoraFineTuneBackend", "lora_adapter_dir"]
@@ -51,14 +51,6 @@ LORA_JOB_PREFIX = "ftjob-lora-"
 TOKENIZER_CACHE = "tokenizers"
 #: Set only in the training process's environment: nothing may be fetched at run time.
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def lora_adapter_dir(models_dir: str | Path, model_id: str) -> Path:
-    """Where the adapter of ``lora:<suffix>:<job id>`` lives under ``models_dir``."""
-    if not model_id.startswith(LORA_PREFIX) or not model_id.rsplit(":", 1)[-1].startswith(
-            LORA_JOB_PREFIX):
-        raise FineTuneError(f"{model_id!r} is not a LoRA model id (lora:SUFFIX:{LORA_JOB_PREFIX}...)")
-    return Path(models_dir) / "lora" / "adapters" / model_id.rsplit(":", 1)[-1]
 
 
 class LoraFineTuneBackend:

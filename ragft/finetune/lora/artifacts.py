@@ -19,14 +19,12 @@ from typing import Any
 from ragft.errors import FineTuneError
 from ragft.finetune.lora.base_models import BaseModelRef
 from ragft.finetune.lora.hyperparameters import LoraHyperparameters
+from ragft.models.lora_layout import LORA_MANIFEST, LORA_PREFIX
 from ragft.storage import atomic_write_json, file_sha256, publish_directory, read_json
 
 __all__ = ["LORA_MANIFEST", "LORA_PREFIX", "LoraArtifact", "read_artifact", "write_artifact"]
 
-LORA_MANIFEST = "lora.json"
 ARTIFACT_FORMAT = "ragft-lora/1"
-#: Model ids of trained LoRA adapters: ``lora:<suffix>:<job id>``.
-LORA_PREFIX = "lora:"
 
 
 @dataclass(frozen=True, slots=True)
