@@ -30,6 +30,7 @@ from ragft.errors import FineTuneError
 from ragft.finetune.backends import backend_spec
 from ragft.finetune.data import auto_epochs, detect_purpose, read_jsonl, validate_examples
 from ragft.finetune.jobs import Checkpoint, JobEvent, JobStatus, UploadedFile
+from ragft.finetune.processes import pid_alive
 from ragft.finetune.trainers import TrainedModel, TrainingRun, trainer_for
 from ragft.storage import (
     atomic_write_bytes,
@@ -51,16 +52,6 @@ LOCAL_JOB_PREFIX = backend_spec("local").job_prefix
 
 class _Cancelled(Exception):
     pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalFineTuneBackend:
@@ -231,7 +222,7 @@ class LocalFineTuneBackend:
         status = JobStatus.from_dict(record["status"])
         if not status.terminal and job_id not in self._running:
             pid = int(record.get("pid", 0))
-            if pid == os.getpid() or not _pid_alive(pid):
+            if pid == os.getpid() or not pid_alive(pid):
                 self._update(job_id, message="Training process stopped before the job finished",
                              level="error", status="failed", finished_at=self.clock(),
                              error="the training process exited before finishing (crash or "
@@ -267,7 +258,7 @@ class LocalFineTuneBackend:
             record["cancel_requested"] = True
             self._write(record)
         pid = int(record.get("pid", 0))
-        training = job_id in self._running or (pid != os.getpid() and _pid_alive(pid))
+        training = job_id in self._running or (pid != os.getpid() and pid_alive(pid))
         if not training:
             self._update(job_id, message="Job cancelled", status="cancelled",
                          finished_at=self.clock())

@@ -8,7 +8,6 @@ cancel request is never lost to a concurrent progress update.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from ragft.errors import FineTuneError
 from ragft.finetune.jobs import JobEvent, JobStatus
+from ragft.finetune.processes import pid_alive
 from ragft.storage import atomic_write_json, locked, read_json
 
 __all__ = ["JOB_FILE", "WORKER_LOG", "JobRecord", "process_alive"]
@@ -39,13 +39,7 @@ def process_alive(pid: int) -> bool:
             return False
         state = stat.rsplit(")", 1)[-1].split()[0]
         return state not in ("Z", "X") and WORKER_MODULE in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)  # no /proc (macOS): existence is all that can be checked
 
 
 class JobRecord:
