@@ -6,7 +6,7 @@ import ragft
 def test_all_is_sorted_and_complete() -> None:
     public = {name for name in vars(ragft) if not name.startswith("_")}
     subpackages = {"answer", "config", "errors", "strategies", "metering", "models", "rag",
-                   "finetune", "eval", "components", "storage", "textutil", "answer_metrics", "metrics", "cli",
+                   "finetune", "eval", "components", "storage", "textutil", "metrics", "cli",
                    "prompts", "redact", "route", "defaults", "serialize", "tokens", "serve"}
     assert sorted(ragft.__all__) == ragft.__all__
     assert public - subpackages == set(ragft.__all__)
