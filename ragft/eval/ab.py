@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from ragft.errors import EvaluationError
-from ragft.eval.harness import EvalResult, QuestionRecord, _atomic_write
+from ragft.eval.harness import EvalResult, QuestionRecord, _atomic_write_text
 
 __all__ = [
     "ABReport",
@@ -280,4 +280,4 @@ def save_ab_reports(
 ) -> Path:
     """Write ``reports`` (and ``meta``, e.g. the two configs) as JSON, atomically."""
     data = {**dict(meta or {}), "reports": [r.to_dict() for r in reports]}
-    return _atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    return _atomic_write_text(path, json.dumps(data, indent=2) + "\n")

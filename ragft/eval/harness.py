@@ -38,7 +38,7 @@ from tqdm import tqdm
 from ragft.answer import Answer, CallRecord
 from ragft.redact import redact
 from ragft.serialize import from_record, to_record
-from ragft.storage import atomic_write_bytes
+from ragft.storage import atomic_write_text
 from ragft.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -308,13 +308,9 @@ class CostCheck:
 
 
 def _atomic_write_text(path: str | Path, text: str) -> Path:
-    # Answers and error texts come from servers, which may echo a key: mask before writing.
-    return _atomic_write(path, redact(text).encode("utf-8"))
-
-
-def _atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` atomically (see :mod:`ragft.storage`) and return the path."""
-    atomic_write_bytes(path, data)
+    # storage masks secrets in every text it writes (answers and errors come from servers,
+    # which may echo a key); this returns the path for the callers that report it.
+    atomic_write_text(path, text)
     return Path(path)
 
 
